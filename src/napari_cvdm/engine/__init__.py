@@ -1,0 +1,1 @@
+"""Engine layer: the CVDM model, samplers, tiling, model files and devices (torch, no Qt)."""

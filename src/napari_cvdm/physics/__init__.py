@@ -1,0 +1,1 @@
+"""Science layer: PSFs, fluorescence and phase simulators, classical baselines (numpy/scipy, no Qt)."""
