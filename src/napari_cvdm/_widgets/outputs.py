@@ -1,0 +1,272 @@
+"""The reconstruction's napari layers: names, geometry, colormaps, contrast and provenance.
+
+``<input>_cvdm`` (mean), ``<input>_cvdm_std`` (hidden, magma), ``<input>_cvdm_schedule`` (λ map,
+hidden, viridis) and ``<input>_cvdm_gamma`` (γ(t*, x) stack, t* on a leading slider axis,
+hidden, viridis). Geometry comes from :mod:`napari_cvdm.geometry`. Re-runs update same-named
+layers in place; "keep previous results" picks names with a numeric suffix instead.
+
+Every function here runs on the main thread (called from worker callbacks). No torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..geometry import LayerGeometry, output_geometry, prepend_axis
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = [
+    "InputGeometry",
+    "OutputLayers",
+    "layer_geometry",
+    "output_names",
+    "percentile_limits",
+    "pixel_size_um",
+]
+
+ROLES = ("mean", "std", "schedule", "gamma")
+_SUFFIX = {"mean": "", "std": "_std", "schedule": "_schedule", "gamma": "_gamma"}
+
+
+def output_names(input_name: str, existing: Collection[str], keep_previous: bool) -> dict[str, str]:
+    """Layer name per role. Without ``keep_previous`` the plain names (re-runs reuse them);
+    with it, the first ``_<n>`` suffix (n ≥ 2) for which no name exists yet."""
+    base = {role: f"{input_name}_cvdm{_SUFFIX[role]}" for role in ROLES}
+    if not keep_previous or not any(name in existing for name in base.values()):
+        return base
+    n = 2
+    while any(f"{name}_{n}" in existing for name in base.values()):
+        n += 1
+    return {role: f"{name}_{n}" for role, name in base.items()}
+
+
+def percentile_limits(data: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """Contrast limits from percentiles of the finite values (a small range if they are equal)."""
+    values = np.asarray(data, dtype=np.float32)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(values, [low, high]))
+    if not hi > lo:
+        hi = lo + max(abs(lo) * 1e-3, 1e-6)
+    return lo, hi
+
+
+def pixel_size_um(layer: Any) -> float | None:
+    """The layer's X pixel size in µm, when its X unit is a length (None for 'pixel')."""
+    unit = layer.units[-1] if getattr(layer, "units", None) is not None else None
+    if unit is None or str(unit.dimensionality) != "[length]":
+        return None
+    return float((float(layer.scale[-1]) * unit).to("micrometer").magnitude)
+
+
+@dataclass(frozen=True)
+class InputGeometry:
+    """The input layer's geometry, snapshotted at Run (per axis of the layer)."""
+
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    units: tuple[str, ...] | None
+    axis_labels: tuple[str, ...] | None
+
+
+def layer_geometry(layer: Any) -> InputGeometry:
+    """Snapshot ``scale``, ``translate``, ``units`` and ``axis_labels`` of a napari layer."""
+    units = getattr(layer, "units", None)
+    labels = getattr(layer, "axis_labels", None)
+    return InputGeometry(
+        scale=tuple(float(s) for s in layer.scale),
+        translate=tuple(float(t) for t in layer.translate),
+        units=None if units is None else tuple(str(u) for u in units),
+        axis_labels=None if labels is None else tuple(str(a) for a in labels),
+    )
+
+
+def _geometry_for(
+    source: InputGeometry, drop_axes: tuple[int, ...], input_yx: tuple[int, int], shape: tuple
+) -> LayerGeometry:
+    """Geometry of an output array of ``shape`` whose last two axes cover the input's field."""
+    factor = (shape[-2] / input_yx[0], shape[-1] / input_yx[1])
+    geometry = output_geometry(
+        source.scale,
+        source.translate,
+        sr_factor=factor,
+        drop_axes=drop_axes,
+        units=source.units,
+        axis_labels=source.axis_labels,
+    )
+    ndim = len(shape)
+    if geometry.ndim > ndim:  # fewer leading axes than expected: keep the trailing ones
+        cut = geometry.ndim - ndim
+        geometry = LayerGeometry(
+            geometry.scale[cut:],
+            geometry.translate[cut:],
+            None if geometry.units is None else geometry.units[cut:],
+            None if geometry.axis_labels is None else geometry.axis_labels[cut:],
+        )
+    while geometry.ndim < ndim:
+        geometry = prepend_axis(geometry, label=f"axis{ndim - geometry.ndim - 1}")
+    return geometry
+
+
+@dataclass
+class OutputLayers:
+    """Creates and updates the output layers of one run.
+
+    ``drop_axes`` are the input axes absent from the output (QPI focus axis; leading axes when
+    only the current frame is reconstructed); ``input_yx`` the (Y, X) size of the input frames.
+    """
+
+    viewer: napari.viewer.Viewer
+    names: Mapping[str, str]
+    source: InputGeometry
+    drop_axes: tuple[int, ...]
+    input_yx: tuple[int, int]
+    mean_colormap: str = "gray"
+    source_metadata: Mapping[str, Any] = field(default_factory=dict)
+    layers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def created(self) -> bool:
+        """Whether any layer of this run is in the viewer (after the first sample group)."""
+        return bool(self.layers)
+
+    def _metadata(self, provenance: Mapping[str, Any]) -> dict[str, Any]:
+        return {"cvdm": dict(provenance), "source_metadata": dict(self.source_metadata)}
+
+    def _put(
+        self,
+        role: str,
+        data: np.ndarray,
+        provenance: Mapping[str, Any],
+        *,
+        colormap: str,
+        visible: bool,
+        contrast: tuple[float, float],
+        t_star: np.ndarray | None = None,
+    ) -> Any:
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        if t_star is None:
+            geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape)
+        else:  # γ(t*, x): t* on the leading axis, the rest on the output grid
+            geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape[1:])
+            steps = np.diff(np.asarray(t_star, dtype=float))
+            step = float(steps.mean()) if steps.size and steps.mean() > 0 else 1.0
+            geometry = prepend_axis(
+                geometry, scale=step, translate=float(np.asarray(t_star)[0]), label="t*"
+            )
+        name = self.names[role]
+        layer = self.layers.get(role)
+        if layer is None and name in self.viewer.layers:
+            layer = self.viewer.layers[name]  # re-run: update the previous result in place
+        if layer is None:
+            layer = self.viewer.add_image(
+                data,
+                name=name,
+                colormap=colormap,
+                visible=visible,
+                contrast_limits=contrast,
+                metadata=self._metadata(provenance),
+                **geometry.as_layer_kwargs(),
+            )
+        else:
+            layer.data = data
+            for key, value in geometry.as_layer_kwargs().items():
+                setattr(layer, key, value)
+            layer.metadata = self._metadata(provenance)
+            layer.colormap = colormap
+            layer.contrast_limits_range = (
+                min(contrast[0], float(np.nanmin(data))),
+                max(contrast[1], float(np.nanmax(data))),
+            )
+            layer.contrast_limits = contrast
+        self.layers[role] = layer
+        return layer
+
+    def show_running(self, mean: np.ndarray, std: np.ndarray, provenance: Mapping[str, Any]) -> None:
+        """Progressive refinement: the first call creates mean/std, later ones update the data
+        in place (contrast limits are set only when a run first shows its layers)."""
+        if "mean" in self.layers and self.layers["mean"].data.shape == np.shape(mean):
+            for role, data in (("mean", mean), ("std", std)):
+                layer = self.layers[role]
+                layer.data[...] = np.asarray(data, dtype=np.float32)
+                layer.metadata = self._metadata(provenance)
+                layer.refresh()
+            return
+        self._put(
+            "mean",
+            mean,
+            provenance,
+            colormap=self.mean_colormap,
+            visible=True,
+            contrast=percentile_limits(mean),
+        )
+        self._put(
+            "std",
+            std,
+            provenance,
+            colormap="magma",
+            visible=False,
+            contrast=(0.0, max(percentile_limits(std, 0.0, 99.5)[1], 1e-6)),
+        )
+
+    def finish(
+        self,
+        mean: np.ndarray,
+        std: np.ndarray,
+        schedule: np.ndarray | None,
+        gamma: np.ndarray | None,
+        t_star: np.ndarray | None,
+        provenance: Mapping[str, Any],
+    ) -> None:
+        """Final arrays: mean and std (re-contrasted), then the schedule and γ stack layers."""
+        self._put(
+            "mean",
+            mean,
+            provenance,
+            colormap=self.mean_colormap,
+            visible=True,
+            contrast=percentile_limits(mean),
+        )
+        self._put(
+            "std",
+            std,
+            provenance,
+            colormap="magma",
+            visible=False,
+            contrast=(0.0, max(percentile_limits(std, 0.0, 99.5)[1], 1e-6)),
+        )
+        if schedule is not None:
+            self._put(
+                "schedule",
+                schedule,
+                provenance,
+                colormap="viridis",
+                visible=False,
+                contrast=percentile_limits(schedule, 0.0, 100.0),
+            )
+        if gamma is not None:
+            if t_star is None:
+                t_star = np.arange(np.shape(gamma)[0], dtype=float)
+            self._put(
+                "gamma",
+                gamma,
+                provenance,
+                colormap="viridis",
+                visible=False,
+                contrast=percentile_limits(gamma, 0.0, 100.0),
+                t_star=np.asarray(t_star),
+            )
+
+    def mark(self, **fields: Any) -> None:
+        """Update provenance fields (e.g. ``status="cancelled"``) on every layer of this run."""
+        for layer in self.layers.values():
+            meta = dict(layer.metadata)
+            meta["cvdm"] = {**meta.get("cvdm", {}), **fields}
+            layer.metadata = meta

@@ -1,0 +1,415 @@
+"""The Train widget (napari.md §3 "Train"): train or fine-tune a model from layers or folders.
+
+A ``QWidget`` with magicgui sub-widgets (public attributes, so tests set values directly), a
+**Train/Stop** toggle, live loss and validation curves (matplotlib ``FigureCanvasQTAgg``, at most
+~5 redraws per second) and a preview layer refreshed at every validation. The training generator
+(``workflows.train.train``) runs in a napari thread worker; layers and widgets change only in the
+worker's callbacks on the main thread. Stop sets a flag the trainer checks every step: it saves
+a checkpoint and the model, then finishes. The model lands in the user models folder
+(``engine.registry.user_models_dir()``) so the Reconstruct widget lists it at once; the
+checkpoint (``<name>.ckpt``) sits beside it, and "Resume" continues from it.
+
+Importing this module imports no torch (the workflows are imported when training starts).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
+
+from ..errors import UserError
+from .common import notify
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["PREVIEW_LAYER", "TrainWidget"]
+
+PREVIEW_LAYER = "cvdm_train_preview"
+SCRATCH = "(new model from scratch)"
+SOURCES = ("layers", "folder", "synthetic")
+_REDRAW_S = 0.2  # at most 5 redraws per second
+
+
+def _pixel_size(layer: Any) -> float | None:
+    """A layer's X pixel size in µm, or None when it is napari's default 1 without units."""
+    scale = float(layer.scale[-1])
+    units = getattr(layer, "units", None)
+    unit = str(units[-1]) if units is not None and len(units) else ""
+    if scale == 1.0 and unit in ("", "pixel", "px"):
+        return None
+    factor = {"micrometer": 1.0, "um": 1.0, "µm": 1.0, "nanometer": 1e-3, "nm": 1e-3}.get(unit, 1.0)
+    return scale * factor
+
+
+class TrainWidget(QWidget):
+    """Train / fine-tune a CVDM model inside napari."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.task = ComboBox(label="Task", choices=["sr", "qpi"], value="sr")
+        self.source = ComboBox(label="Data", choices=list(SOURCES), value="layers")
+        self.input_layer = create_widget(annotation="napari.layers.Image", label="Input")
+        self.target_layer = create_widget(annotation="napari.layers.Image", label="Target")
+        self.folder = FileEdit(label="Folder", mode="d")
+        self.base_model = ComboBox(label="Base model", choices=[SCRATCH], value=SCRATCH)
+        self.preset = ComboBox(label="Size", choices=["tiny", "small", "base"], value="small")
+        self.freeze_schedule = CheckBox(label="Freeze schedule", value=False)
+        self.steps = SpinBox(label="Steps", min=1, max=10_000_000, value=2000)
+        self.batch = SpinBox(label="Batch", min=1, max=1024, value=8)
+        self.patch = SpinBox(label="Patch size", min=16, max=1024, step=8, value=64)
+        self.lr = LineEdit(label="Learning rate", value="auto")
+        self.val_fraction = FloatSpinBox(label="Validation split", min=0.0, max=0.5, step=0.05, value=0.2)
+        self.val_every = SpinBox(label="Validate every", min=1, max=1_000_000, value=100)
+        self.device = ComboBox(label="Device", choices=["auto"], value="auto")
+        self.name = LineEdit(label="Model name", value="my-sr-model")
+        self.resume = CheckBox(label="Resume from checkpoint", value=False)
+        self.train_button = PushButton(text="Train")
+        self.save_button = PushButton(text="Save model as…", enabled=False)
+        self.status = Label(value="idle")
+        self.form = Container(
+            widgets=[
+                self.task, self.source, self.input_layer, self.target_layer, self.folder,
+                self.base_model, self.preset, self.freeze_schedule, self.steps, self.batch,
+                self.patch, self.lr, self.val_fraction, self.val_every, self.device, self.name,
+                self.resume, self.train_button, self.save_button, self.status,
+            ]
+        )
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(5, 2.6), dpi=90)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(200)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.canvas)
+
+        from ..workflows.train_log import TrainHistory
+
+        self.history = TrainHistory("sr")
+        self.worker: Any = None
+        self.model_path: Path | None = None
+        self.finished_event: Any = None
+        self.redraws = 0
+        self._stop = threading.Event()
+        self._job: Any = None
+        self._dirty = False
+        self._last_draw = 0.0
+        self._timer = QTimer(self)
+        self._timer.setInterval(int(_REDRAW_S * 1000))
+        self._timer.timeout.connect(self._redraw_if_due)
+
+        self.task.changed.connect(self._task_changed)
+        self.source.changed.connect(self._refresh_visibility)
+        self.name.changed.connect(self._refresh_resume)
+        self.base_model.changed.connect(self._refresh_visibility)
+        self.train_button.changed.connect(self._toggle)
+        self.save_button.changed.connect(self._save_as_dialog)
+        self._fill_devices()
+        self._task_changed()
+
+    # --- napari hooks -------------------------------------------------------------------
+
+    def reset_choices(self, *_: Any) -> None:
+        """napari calls this when layers change: refresh the layer pickers."""
+        self.input_layer.reset_choices()
+        self.target_layer.reset_choices()
+
+    # --- form state ---------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def _fill_devices(self) -> None:
+        try:
+            from .common import device_choices
+
+            self.device.choices = [value for _label, value in device_choices()]
+        except (ImportError, RuntimeError):  # torch missing: keep "auto"
+            self.device.choices = ["auto"]
+
+    def _task_changed(self, *_: Any) -> None:
+        task = self.task.value
+        try:
+            from ..engine.registry import list_models
+
+            names = [info.name for info in list_models(task)]
+        except (ImportError, UserError):
+            names = []
+        self.base_model.choices = [SCRATCH, *names]
+        self.base_model.value = SCRATCH
+        if re.fullmatch(r"my-(sr|qpi)-model", self.name.value or ""):
+            self.name.value = f"my-{task}-model"
+        self._refresh_visibility()
+
+    def _refresh_visibility(self, *_: Any) -> None:
+        layers = self.source.value == "layers"
+        self.input_layer.visible = layers
+        self.target_layer.visible = layers
+        self.folder.visible = self.source.value == "folder"
+        scratch = self.base_model.value == SCRATCH
+        self.preset.visible = scratch
+        self.freeze_schedule.visible = not scratch
+        self._refresh_resume()
+
+    def output_path(self) -> Path:
+        """Where the model file goes: ``<user models>/<name>.safetensors``."""
+        from ..engine.registry import user_models_dir
+
+        name = (self.name.value or "").strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise UserError(
+                f"model name {name!r} must start with a letter or digit and hold only letters, "
+                "digits, '.', '_' and '-'"
+            )
+        return user_models_dir() / f"{name}.safetensors"
+
+    def _refresh_resume(self, *_: Any) -> None:
+        try:
+            exists = self.output_path().with_suffix(".ckpt").is_file()
+        except UserError:
+            exists = False
+        self.resume.enabled = exists
+        if not exists:
+            self.resume.value = False
+
+    def _data_source(self) -> Any:
+        """The training data for the current form (snapshot of the layers' arrays)."""
+        from ..workflows.training_data import PairedImages, make_training_data
+
+        task = self.task.value
+        if self.source.value == "synthetic":
+            return make_training_data(task, "synthetic", seed=0)
+        if self.source.value == "folder":
+            folder = Path(str(self.folder.value))
+            return make_training_data(task, folder, val_fraction=self.val_fraction.value)
+        x_layer, y_layer = self.input_layer.value, self.target_layer.value
+        if x_layer is None or y_layer is None:
+            raise UserError("choose an input and a target image layer (or use a folder)")
+        if x_layer is y_layer:
+            raise UserError("the input and target layers are the same layer; choose two layers")
+        return PairedImages(
+            task,
+            [np.asarray(x_layer.data).copy()],
+            [np.asarray(y_layer.data).copy()],
+            names=[f"{x_layer.name} → {y_layer.name}"],
+            input_pixel_size_um=[_pixel_size(x_layer)],
+            target_pixel_size_um=[_pixel_size(y_layer)],
+            val_fraction=self.val_fraction.value,
+            description={"source": "layers", "input": x_layer.name, "target": y_layer.name},
+        )
+
+    def make_config(self) -> Any:
+        """A ``TrainConfig`` from the form (raises ``UserError`` for bad fields)."""
+        from ..workflows.train import TrainConfig
+
+        text = (self.lr.value or "auto").strip().lower()
+        try:
+            lr = None if text in ("", "auto") else float(text)
+        except ValueError:
+            raise UserError(f"learning rate {text!r} is not a number; use e.g. 1e-4 or 'auto'") from None
+        output = self.output_path()
+        base = None if self.base_model.value == SCRATCH else self.base_model.value
+        config = TrainConfig(
+            task=self.task.value, output=output, data="widget", steps=self.steps.value,
+            batch=self.batch.value, patch=self.patch.value, lr=lr, preset=self.preset.value,
+            base_model=base, freeze_schedule=bool(self.freeze_schedule.value and base),
+            resume=output.with_suffix(".ckpt") if self.resume.value else None,
+            device=self.device.value, val_every=self.val_every.value,
+            ckpt_every=max(self.val_every.value, 100), val_fraction=self.val_fraction.value,
+            name=output.stem, command="napari Train widget",
+        )
+        config.validate()
+        return config
+
+    # --- run / stop ---------------------------------------------------------------------
+
+    def _toggle(self, *_: Any) -> None:
+        if self.running:
+            self.stop()
+        else:
+            self.start()
+
+    def start(self) -> None:
+        """Snapshot the form and start training in a thread worker (no-op while running)."""
+        if self.running:
+            return
+        try:
+            config = self.make_config()
+            data = self._data_source()
+        except UserError as exc:
+            notify(str(exc), "warning")
+            return
+        from napari.qt.threading import create_worker
+
+        from ..workflows.train import train
+        from ..workflows.train_log import TrainHistory
+
+        self.history = TrainHistory(config.task)
+        self._dirty = True
+        self.model_path = None
+        self.finished_event = None
+        self._stop.clear()
+        self._job = train(config, self._stop, data=data)
+        job = self._job
+
+        def run_job():
+            yield from job
+
+        self.worker = create_worker(run_job)
+        self.worker.yielded.connect(self._on_event)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        # a hard quit (closing napari) leaves the generator paused: close it right there, in the
+        # worker thread, so the trainer writes its checkpoint
+        self.worker.aborted.connect(self._close_job, Qt.ConnectionType.DirectConnection)
+        self.train_button.text = "Stop"
+        self.save_button.enabled = False
+        self.status.value = "starting…"
+        self._timer.start()
+        self.worker.start()
+
+    def stop(self) -> None:
+        """Ask the trainer to stop after the current step (it saves a checkpoint and the model)."""
+        if not self.running:
+            return
+        self._stop.set()
+        self.train_button.text = "Stopping…"
+        self.train_button.enabled = False
+        self.status.value = "stopping after this step (saving checkpoint)…"
+
+    def _close_job(self) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            job.close()
+
+    # --- worker callbacks (main thread) ------------------------------------------------
+
+    def _on_event(self, event: Any) -> None:
+        from ..workflows.events import Finished, LossReport, Progress, Validation
+
+        if isinstance(event, LossReport):
+            self.history.add_loss(event.step, event.losses, event.lr)
+            self._dirty = True
+        elif isinstance(event, Progress):
+            loss = self.history.losses.get("total", [float("nan")])[-1]
+            self.status.value = f"step {event.step}/{event.total}  loss {loss:.4g}"
+        elif isinstance(event, Validation):
+            self.history.add_validation(event.step, event.metrics)
+            self._dirty = True
+            self._show_preview(event.preview)
+        elif isinstance(event, Finished):
+            self.finished_event = event
+            self.model_path = Path(event.result)
+
+    def _show_preview(self, preview: Any) -> None:
+        if preview is None:
+            return
+        data = np.asarray(preview, dtype=np.float32)
+        if PREVIEW_LAYER in self.viewer.layers:
+            self.viewer.layers[PREVIEW_LAYER].data = data
+        else:
+            self.viewer.add_image(data, name=PREVIEW_LAYER, colormap="gray", contrast_limits=(0, 1))
+
+    def _on_error(self, exc: BaseException) -> None:
+        if isinstance(exc, UserError):
+            notify(str(exc), "error")
+        elif isinstance(exc, FloatingPointError):
+            notify(str(exc), "error")
+        else:
+            notify(f"training failed: {type(exc).__name__}: {exc}", "error")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._job = None
+        self._timer.stop()
+        self.redraw()
+        self.train_button.text = "Train"
+        self.train_button.enabled = True
+        event = self.finished_event
+        if event is not None:
+            state = "stopped" if event.cancelled else "finished"
+            self.status.value = f"{state} at step {event.info.get('steps')}: {self.model_path.name}"
+            self.save_button.enabled = True
+            notify(
+                f"model {self.model_path.stem!r} saved ({state}); it is listed in Reconstruct",
+                "info",
+            )
+        else:
+            self.status.value = "idle"
+        self._refresh_resume()
+        self._task_changed_keep_name()
+        import gc
+
+        gc.collect()
+
+    def _task_changed_keep_name(self) -> None:
+        current = self.base_model.value
+        self._task_changed()
+        if current in self.base_model.choices:
+            self.base_model.value = current
+
+    # --- curves -------------------------------------------------------------------------
+
+    def _redraw_if_due(self) -> None:
+        if self._dirty and time.monotonic() - self._last_draw >= _REDRAW_S:
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Draw the loss and validation curves now."""
+        from ..workflows.train_log import draw_curves
+
+        draw_curves(self.figure, self.history)
+        self.canvas.draw_idle()
+        self._dirty = False
+        self._last_draw = time.monotonic()
+        self.redraws += 1
+
+    # --- save ---------------------------------------------------------------------------
+
+    def save_model_as(self, path: str | Path) -> Path:
+        """Copy the trained model file to ``path`` (a ``.safetensors`` file)."""
+        if self.model_path is None or not self.model_path.is_file():
+            raise UserError("no trained model yet; press Train first")
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_name(path.name + ".safetensors")
+        tmp = path.with_name(f".{path.name}.tmp")
+        shutil.copyfile(self.model_path, tmp)
+        tmp.replace(path)
+        return path
+
+    def _save_as_dialog(self, *_: Any) -> None:
+        if self.model_path is None:
+            return
+        target, _filter = QFileDialog.getSaveFileName(
+            self, "Save model as", str(Path.home() / self.model_path.name), "Model (*.safetensors)"
+        )
+        if target:
+            try:
+                notify(f"model saved to {self.save_model_as(target)}", "info")
+            except (UserError, OSError) as exc:
+                notify(f"could not save the model: {exc}", "error")

@@ -1,0 +1,162 @@
+"""`napari-cvdm demo`: the main job end to end on simulated data, headless.
+
+Makes a widefield sample with the SR simulator (and a through-focus stack when a QPI model is
+available), reconstructs it with the bundled default model(s), writes TIFFs and a PNG figure
+(input | mean | std | schedule | ground truth) and prints where they are. Until trained models
+are bundled it uses an untrained ``tiny`` model and says so loudly on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["UNTRAINED_BANNER", "add_parser", "run", "save_figure"]
+
+UNTRAINED_BANNER = """\
+##########################################################################
+#  WARNING: no trained {task} model is bundled with this napari-cvdm.
+#  The demo runs an UNTRAINED tiny model with RANDOM weights: the pipeline
+#  works end to end, but the reconstruction is MEANINGLESS. Train a model
+#  (`napari-cvdm train`) or install trained weights to get real results.
+##########################################################################"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "demo",
+        help="reconstruct a simulated sample with the default model(s) and write a figure",
+        description=(
+            "Simulate a widefield sample (and a through-focus stack when a QPI model exists), "
+            "reconstruct it with the bundled default model(s), and write TIFFs and a PNG figure."
+        ),
+    )
+    parser.add_argument("--output-dir", type=Path, default=Path("napari-cvdm-demo"), metavar="DIR",
+                        help="folder for the results (default ./napari-cvdm-demo)")
+    parser.add_argument("--samples", type=int, default=4, help="samples for mean/std (default 4)")
+    parser.add_argument("--steps", type=int, default=20, help="reverse diffusion steps (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated sample and sampler")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--size", type=int, default=128, help="widefield size in pixels (default 128)")
+    return parser
+
+
+def _model_for(task: str, stream: Any) -> Any:
+    """The bundled default model of ``task``; for SR an untrained one (with a banner) if none."""
+    from ..engine.modelfile import load_model
+    from ..engine.registry import default_model, make_untrained_model
+
+    info = default_model(task)
+    if info is not None:
+        return load_model(info.path, "cpu")
+    if task != "sr":
+        return None
+    print(UNTRAINED_BANNER.format(task=task.upper()), file=stream)
+    return make_untrained_model(task, "tiny")
+
+
+def _write_png(fig: Any, path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_figure(path: Path, panels: list[tuple[str, Any, str]], title: str) -> Path:
+    """A row of image panels ``(label, array (Y, X), colormap)`` with colour bars, as a PNG."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.2 * len(panels), 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels))
+    for ax, (label, image, cmap) in zip(np.atleast_1d(axes), panels):
+        data = np.asarray(image, dtype=np.float32)
+        lo, hi = np.percentile(data, [0.5, 99.5])
+        shown = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+        ax.set_title(label, fontsize=10)
+        ax.set_axis_off()
+        fig.colorbar(shown, ax=ax, shrink=0.75)
+    fig.suptitle(title, fontsize=10)
+    return _write_png(fig, path)
+
+
+def _run_task(task: str, args: argparse.Namespace, folder: Path, params: Any, stream: Any) -> list[Path]:
+    import numpy as np
+
+    from ..io import write_tiff
+    from ..workflows.predict import reconstruct
+    from .predict import reconstruct_file, write_outputs
+
+    loaded = _model_for(task, stream)
+    if loaded is None:
+        print(f"napari-cvdm demo: no trained {task.upper()} model available; skipping {task.upper()}", file=stream)
+        return []
+    rng = np.random.default_rng(args.seed)
+    physics = loaded.metadata["physics"]
+    if task == "sr":
+        from ..physics.fluorescence import simulate_sr_pair
+
+        sample = simulate_sr_pair(rng, size=args.size, structure="microtubules", photons=1000.0,
+                                  na=physics["na"], wavelength_um=physics["wavelength_um"])
+        image, truth = sample.widefield, sample.target
+        in_px = float(sample.metadata["widefield_pixel_size_um"])
+        out_px = float(sample.metadata["target_pixel_size_um"])
+        options = {"pixel_size_um": in_px, "offset_adu": float(sample.metadata["camera"]["offset_adu"])}
+        shown_input, truth_label, cmap = image, "ground truth", "gray"
+    else:
+        from ..physics.qpi import simulate_qpi_stack
+
+        sample = simulate_qpi_stack(rng, size=2 * args.size, wavelength_um=physics["wavelength_um"],
+                                    pixel_size_um=physics["pixel_size_um"], dz_um=physics["dz_um"])
+        image, truth = sample.stack, sample.phase
+        in_px = out_px = float(sample.metadata["pixel_size_um"])
+        options = {"pixel_size_um": in_px, "wavelength_um": sample.metadata["wavelength_um"],
+                   "dz_um": sample.metadata["dz_um"]}
+        shown_input, truth_label, cmap = image[-1] - image[0], "true phase (rad)", "gray"
+    events = reconstruct(image, loaded, params, input_name=f"simulated {task.upper()} sample", **options)
+    result = reconstruct_file(events, f"{task.upper()} demo", stream)
+    extra = {"demo": True, "model_untrained": bool(loaded.metadata["training"].get("untrained", False))}
+    written = [write_tiff(folder / f"{task}_input.tif", image, in_px, {"demo": task, **sample.metadata})]
+    written.append(write_tiff(folder / f"{task}_ground_truth.tif", truth, out_px, {"demo": task}))
+    written += write_outputs(folder, task, result, out_px, extra)
+    title = f"{task.upper()} demo, model {loaded.name}: {params.n_samples} samples × {params.steps} steps"
+    if extra["model_untrained"]:
+        title += " (UNTRAINED model: output is meaningless)"
+    input_label = "widefield input (ADU)" if task == "sr" else "I(+dz) − I(−dz)"
+    panels = [
+        (input_label, shown_input, "gray"),
+        ("CVDM mean", result.mean, cmap),
+        ("std (uncertainty)", result.std, "magma"),
+        ("schedule λ(x)", result.schedule, "viridis"),
+        (truth_label, truth, cmap),
+    ]
+    written.append(save_figure(folder / f"{task}_figure.png", panels, title))
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..workflows.predict import ReconstructionParams
+    from .predict import check_output_dir
+
+    params = ReconstructionParams(
+        n_samples=args.samples, steps=args.steps, seed=args.seed, device=args.device
+    ).validate()
+    folder = check_output_dir(args.output_dir)
+    written: list[Path] = []
+    for task in ("sr", "qpi"):
+        written += _run_task(task, args, folder, params, sys.stderr)
+    print(f"napari-cvdm demo: wrote {len(written)} files to {folder.resolve()}:")
+    for path in written:
+        print(f"  {path}")
+    return 0

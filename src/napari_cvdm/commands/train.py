@@ -1,0 +1,190 @@
+"""`napari-cvdm train`: train or fine-tune a CVDM model (headless; torch imported in ``run``).
+
+Writes the model file, a checkpoint (``MODEL.ckpt``, resumable with ``--resume``), a CSV log
+(``MODEL.log.csv``) and a PNG of the loss and validation curves (``MODEL.curves.png``) next to
+the output. Ctrl-C saves a checkpoint and the model, then exits with code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from typing import Any, TextIO
+
+__all__ = ["ProgressBar", "add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``train`` subcommand."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a model (synthetic physics data or paired folders)",
+        description=(
+            "Train a CVDM model on the physics simulator (--data synthetic) or on a folder with "
+            "input/ and target/ subfolders of matching file names (TIFF/OME-TIFF/MRC), or "
+            "fine-tune an existing model (--base-model). Under `torchrun --nproc-per-node N` the "
+            "same command trains with DistributedDataParallel."
+        ),
+    )
+    parser.add_argument("--task", required=True, choices=("sr", "qpi"), help="sr: widefield → 2× SIM-like; qpi: two planes → phase")
+    parser.add_argument("--data", required=True, metavar="DIR|synthetic", help="'synthetic' or a folder with input/ and target/")
+    parser.add_argument("--output", required=True, metavar="MODEL.safetensors", help="model file to write")
+    parser.add_argument("--base-model", metavar="NAME_OR_PATH", help="fine-tune from this model (name or file)")
+    parser.add_argument("--freeze-schedule", action="store_true", help="when fine-tuning, keep the learned schedule fixed")
+    parser.add_argument("--steps", type=int, default=20000, help="optimiser steps in total (default 20000)")
+    parser.add_argument("--batch", type=int, default=16, help="global batch size (default 16)")
+    parser.add_argument("--patch", type=int, default=128, help="patch side on the target grid, multiple of 8 (default 128)")
+    parser.add_argument("--lr", type=float, help="learning rate (default 1e-4; 3e-5 when fine-tuning)")
+    parser.add_argument("--preset", choices=("tiny", "small", "base"), default="small", help="network size (default small)")
+    parser.add_argument("--resume", metavar="CKPT", help="continue exactly from a checkpoint (MODEL.ckpt)")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="where to write checkpoints (default MODEL.ckpt)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    parser.add_argument("--val-every", type=int, default=500, help="validate every N steps (default 500)")
+    parser.add_argument("--val-count", type=int, default=4, help="validation patches (default 4)")
+    parser.add_argument("--val-steps", type=int, default=10, help="sampling steps in validation (default 10)")
+    parser.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--fp16", action="store_true", help="store the model's weights in float16 (half the size)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--name", help="model name (default: the output file's stem)")
+    parser.add_argument("--description", default="", help="free-text description stored in the model")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _format_time(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+class ProgressBar:
+    """A one-line stderr progress bar (``\\r`` on a terminal, a line every 30 s otherwise)."""
+
+    def __init__(self, stream: TextIO, total: int, first: int = 0) -> None:
+        self.stream = stream
+        self.total = total
+        self.first = first
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.started = time.perf_counter()
+        self.last_draw = -1e9
+        self.loss: float | None = None
+        self.validation = ""
+
+    def update(self, step: int, loss: float | None = None, force: bool = False) -> None:
+        """Record a step (and its total loss, smoothed) and redraw when due."""
+        if loss is not None:
+            self.loss = loss if self.loss is None else 0.95 * self.loss + 0.05 * loss
+        now = time.perf_counter()
+        if not force and now - self.last_draw < (0.25 if self.tty else 30.0):
+            return
+        self.last_draw = now
+        done = step - self.first
+        rate = done / max(now - self.started, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else 0.0
+        width = 24
+        filled = int(width * step / max(self.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        text = (
+            f"step {step}/{self.total} [{bar}] {rate:.3g} it/s ETA {_format_time(eta)}"
+            + (f" loss {self.loss:.4g}" if self.loss is not None else "")
+            + (f" | {self.validation}" if self.validation else "")
+        )
+        self.stream.write(("\r" + text + "\033[K") if self.tty else text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    from ..workflows.train import TrainConfig
+
+    return TrainConfig(
+        task=args.task, output=args.output, data=args.data, steps=args.steps, batch=args.batch,
+        patch=args.patch, lr=args.lr, preset=args.preset, base_model=args.base_model,
+        freeze_schedule=args.freeze_schedule, resume=args.resume, checkpoint=args.checkpoint,
+        device=args.device, val_every=args.val_every, val_count=args.val_count,
+        val_steps=args.val_steps, ckpt_every=args.ckpt_every, seed=args.seed, fp16=args.fp16,
+        name=args.name, description=args.description,
+        command="napari-cvdm train " + " ".join(shlex.quote(a) for a in _argv_of(args)),
+    )
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    return list(getattr(args, "_argv", None) or sys.argv[2:])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; returns 0 when finished, 130 when interrupted (checkpoint and model saved)."""
+    import os
+    from pathlib import Path
+
+    from ..workflows.events import Finished, LossReport, Validation
+    from ..workflows.train import train
+    from ..workflows.train_log import TrainHistory, log_paths, write_png
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(int(args.threads))
+    config = _config_from_args(args)
+    rank = int(os.environ.get("RANK", "0"))
+    csv_path, png_path = log_paths(config.output)
+    history = TrainHistory(config.task)
+    first = 0
+    if config.resume and Path(csv_path).is_file():
+        from ..workflows.checkpoint import load_checkpoint
+
+        first = load_checkpoint(config.resume).step
+        history = TrainHistory.read_csv(csv_path, config.task, up_to_step=first)
+    show = rank == 0 and not args.quiet
+    bar = ProgressBar(sys.stderr, config.steps, first)
+
+    def flush_logs() -> None:
+        if rank == 0:
+            history.write_csv(csv_path)
+            write_png(png_path, history)
+
+    events = train(config)
+    finished: Finished | None = None
+    try:
+        for event in events:
+            if isinstance(event, LossReport):
+                history.add_loss(event.step, event.losses, event.lr)
+                if show:
+                    bar.update(event.step, event.losses.get("total"), force=event.step == config.steps)
+                if event.step % config.ckpt_every == 0:
+                    flush_logs()
+            elif isinstance(event, Validation):
+                history.add_validation(event.step, event.metrics)
+                bar.validation = " ".join(f"val {k} {v:.4g}" for k, v in event.metrics.items())
+                flush_logs()
+            elif isinstance(event, Finished):
+                finished = event
+    except KeyboardInterrupt:
+        # raised here between steps: let the trainer save its checkpoint and model
+        finished = events.throw(KeyboardInterrupt())
+        events.close()
+    if show:
+        bar.close()
+    flush_logs()
+    if finished is None:
+        return 1
+    if rank == 0:
+        info = finished.info
+        state = "stopped" if finished.cancelled else "finished"
+        print(
+            f"{state} after {info.get('steps')} steps in {_format_time(info.get('wall_time_s', 0))}: "
+            f"model {finished.result}, checkpoint {info.get('checkpoint')}, log {csv_path}, "
+            f"curves {png_path}",
+            file=sys.stderr,
+        )
+        if finished.cancelled:
+            print(f"resume with: --resume {info.get('checkpoint')}", file=sys.stderr)
+    return 130 if finished.cancelled else 0

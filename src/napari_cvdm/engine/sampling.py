@@ -1,0 +1,293 @@
+"""Reverse-diffusion samplers for CVDM (cvdm.md §5–7).
+
+The step rules are short pure functions over per-pixel ``log γ`` maps; :func:`sample` drives them as
+a generator that yields :class:`~napari_cvdm.workflows.events.Progress` after every reverse step and
+a :class:`SampleGroup` after each group of samples, so the GUI, the CLI and the tests consume one
+event stream and can stop it between steps with ``generator.close()``.
+
+Time grid: ``1 = t_N > … > t_0 = 0`` (uniform). The last step goes to ``s = 0`` where ``γ = 1``
+exactly (ρ(0) = 0), so the result is ŷ_0 with no residual noise. Samples are in model target units:
+for residual models the caller adds ``x_up`` back, then undoes the normalisation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from napari_cvdm.errors import InputError
+from napari_cvdm.workflows.events import Progress
+
+from . import schedule as sch
+from .tiling import tiled_apply
+
+SAMPLERS = ("ddim", "ancestral")
+
+
+@dataclass(frozen=True)
+class SampleGroup:
+    """Finished samples of one group: ``samples`` float32 (g, C_y, H, W) on the CPU, model units
+    (residual not added back); ``done`` samples finished so far out of ``total``."""
+
+    samples: torch.Tensor
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a sampling job is cut to fit a memory budget.
+
+    ``tile``: tile edge in pixels, or None for whole-image evaluation; ``overlap``: tile overlap;
+    ``group_size``: samples advanced together; ``max_batch``: (tile, sample) pairs per denoiser call.
+    """
+
+    tile: int | None
+    overlap: int
+    group_size: int
+    max_batch: int
+
+
+# ----------------------------------------------------------------------------- pure step rules
+
+
+def time_grid(steps: int) -> torch.Tensor:
+    """Uniform grid ``[t_N = 1, …, t_0 = 0]`` of ``steps + 1`` times, descending."""
+    return torch.linspace(1.0, 0.0, steps + 1)
+
+
+def _posterior(
+    y_t: torch.Tensor, eps_hat: torch.Tensor, log_gamma_t: torch.Tensor, log_gamma_s: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """ŷ_0, posterior mean and variance of q(y_s | y_t, ŷ_0), a_s and σ_s² (all broadcast)."""
+    a_t = torch.exp(0.5 * log_gamma_t)
+    a_s = torch.exp(0.5 * log_gamma_s)
+    var_t = -torch.expm1(log_gamma_t)  # σ_t² = 1 − γ_t
+    var_s = -torch.expm1(log_gamma_s)  # σ_s² = 1 − γ_s (0 at s = 0)
+    var_ts = -torch.expm1(log_gamma_t - log_gamma_s)  # σ²_ts = σ_t² − a_ts² σ_s² = 1 − γ_t/γ_s
+    a_ts = torch.exp(0.5 * (log_gamma_t - log_gamma_s))
+    y0_hat = (y_t - var_t.sqrt() * eps_hat) / a_t
+    mean = (a_ts * var_s / var_t) * y_t + (a_s * var_ts / var_t) * y0_hat
+    var = var_ts * var_s / var_t
+    return y0_hat, mean, var, a_s, var_s
+
+
+def ancestral_step(
+    y_t: torch.Tensor,
+    eps_hat: torch.Tensor,
+    log_gamma_t: torch.Tensor,
+    log_gamma_s: torch.Tensor,
+    noise: torch.Tensor | None,
+) -> torch.Tensor:
+    """``y_s = mean + sqrt(var)·z`` from level t to s < t. ``noise`` z ~ N(0, I) like ``y_t`` (may be
+    None only when ``var = 0``, i.e. s = 0)."""
+    _, mean, var, _, _ = _posterior(y_t, eps_hat, log_gamma_t, log_gamma_s)
+    return mean if noise is None else mean + var.sqrt() * noise
+
+
+def ddim_step(
+    y_t: torch.Tensor,
+    eps_hat: torch.Tensor,
+    log_gamma_t: torch.Tensor,
+    log_gamma_s: torch.Tensor,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``y_s = a_s ŷ_0 + sqrt(σ_s² − η² var)·ε̂ + η sqrt(var)·z`` (deterministic for η = 0)."""
+    y0_hat, _, var, a_s, var_s = _posterior(y_t, eps_hat, log_gamma_t, log_gamma_s)
+    y_s = a_s * y0_hat + (var_s - eta * eta * var).clamp_min(0.0).sqrt() * eps_hat
+    if eta > 0 and noise is not None:
+        y_s = y_s + eta * var.sqrt() * noise
+    return y_s
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def plan_batches(
+    height: int,
+    width: int,
+    n_samples: int,
+    bytes_per_pixel: float,
+    memory_budget_mb: float,
+    tile: int | None = None,
+    overlap: int | None = None,
+    group_size: int | None = None,
+) -> BatchPlan:
+    """Choose tiling and batch sizes so one denoiser call stays within ``memory_budget_mb``.
+
+    ``tile=None``: tile only if one whole-image pass exceeds the budget (power-of-two tile, ≥ 64);
+    ``tile=0``: never tile; otherwise tiles of that edge. ``overlap`` defaults to ``tile // 4``.
+    ``group_size`` defaults to all samples when tiled, else as many as fit in one call.
+    """
+    budget = float(memory_budget_mb) * 2**20
+    if tile is None and bytes_per_pixel * height * width > budget:
+        side = math.sqrt(budget / bytes_per_pixel)
+        tile = max(64, 2 ** int(math.log2(max(side, 1.0))))
+    tile = tile or None
+    if tile is not None and tile < 8:
+        raise InputError(f"tile size {tile} is too small; use at least 8 pixels (e.g. 256)")
+    overlap = 0 if tile is None else (tile // 4 if overlap is None else int(overlap))
+    if tile is not None and not 0 <= overlap < tile:
+        raise InputError(f"tile overlap {overlap} must be >= 0 and smaller than the tile ({tile})")
+    per_item = bytes_per_pixel * min(tile or height, height) * min(tile or width, width)
+    fit = max(1, int(budget // per_item))
+    if group_size is None:
+        group_size = n_samples if tile is not None else min(n_samples, fit)
+    group_size = max(1, min(int(group_size), n_samples))
+    max_batch = fit if tile is not None else min(group_size, fit)
+    return BatchPlan(tile=tile, overlap=overlap, group_size=group_size, max_batch=max_batch)
+
+
+def sample_generator(seed: int, index: int) -> torch.Generator:
+    """CPU generator of sample ``index`` for ``seed``: sample i's noise does not depend on grouping."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(1, np.uint64)
+    return torch.Generator().manual_seed(int(state[0]))
+
+
+def _draw(generators: list[torch.Generator], shape: tuple[int, ...], device) -> torch.Tensor:
+    return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _check_condition(model, x: torch.Tensor) -> torch.Tensor:
+    if x.ndim == 3:
+        x = x[None]
+    expected = model.config.condition_channels
+    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != expected:
+        raise InputError(
+            f"condition of shape {tuple(x.shape)} does not fit this model: expected "
+            f"({expected}, H, W) or (1, {expected}, H, W)"
+        )
+    if not torch.isfinite(x).all():
+        raise InputError("condition contains NaN or Inf values; clean the image first")
+    return x
+
+
+def sample(
+    model,
+    x: torch.Tensor,
+    *,
+    n_samples: int = 1,
+    steps: int = 20,
+    sampler: str = "ddim",
+    eta: float = 0.0,
+    seed: int = 0,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    memory_budget_mb: float = 2048.0,
+    group_size: int | None = None,
+    channels_last: bool | None = None,
+) -> Generator[Progress | SampleGroup, None, torch.Tensor]:
+    """Draw ``n_samples`` samples of y_0 given one condition ``x`` (C_x, H, W) or (1, C_x, H, W).
+
+    Yields ``Progress(step, total, "sampling")`` after every reverse step (``total = n_groups ×
+    steps``) and a :class:`SampleGroup` after each group; returns all samples (n, C_y, H, W) on the
+    CPU. ``sampler`` is ``"ddim"`` (with ``eta``) or ``"ancestral"``. Same ``seed`` → same output on
+    the same device (noise is drawn per sample from CPU generators). ``tile``/``tile_overlap``/
+    ``memory_budget_mb``/``group_size``: see :func:`plan_batches`. λ(x) is computed once, ρ once on
+    the time grid. Runs under ``torch.inference_mode`` (only while computing, never across a
+    ``yield``); bf16 autocast on CUDA; channels-last memory format on CUDA and CPU unless
+    ``channels_last=False`` (this converts the model's conv weights in place; values are unchanged).
+    """
+    if sampler not in SAMPLERS:
+        raise InputError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
+    if int(steps) < 1 or int(n_samples) < 1:
+        raise InputError(f"steps ({steps}) and n_samples ({n_samples}) must both be >= 1")
+    if eta < 0:
+        raise InputError(f"eta must be >= 0 (0 = deterministic DDIM), got {eta}")
+    steps, n_samples = int(steps), int(n_samples)
+    device = _model_device(model)
+    x = _check_condition(model, torch.as_tensor(x, dtype=torch.float32)).to(device)
+    height, width = x.shape[-2:]
+    plan = plan_batches(
+        height,
+        width,
+        n_samples,
+        model.denoiser.activation_bytes_per_pixel(),
+        memory_budget_mb,
+        tile,
+        tile_overlap,
+        group_size,
+    )
+    if channels_last is None:
+        channels_last = device.type in ("cuda", "cpu")
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+        if device.type == "cuda"
+        else nullcontext
+    )
+
+    def denoise(y_t, cond, log_snr, global_log_snr):
+        with autocast():
+            return model.denoise(
+                y_t.contiguous(memory_format=memory_format),
+                cond.contiguous(memory_format=memory_format),
+                log_snr.contiguous(memory_format=memory_format),
+                global_log_snr,
+            ).float()
+
+    with torch.inference_mode():
+        lam = model.lambda_map(x).float()  # (1, C_y, H, W)
+        rho_grid = model.rho(time_grid(steps).to(device)).float()  # (steps + 1,)
+
+    @torch.inference_mode()
+    def reverse_step(y, k, noise):
+        log_snr = sch.log_snr(lam, rho_grid[k])
+        global_log_snr = log_snr.mean().reshape(1).expand(y.shape[0])
+        eps_hat = tiled_apply(
+            denoise,
+            y,
+            x,
+            log_snr,
+            tile=plan.tile,
+            overlap=plan.overlap,
+            max_batch=plan.max_batch,
+            extras=(global_log_snr,),
+        )
+        log_gamma_t, log_gamma_s = sch.log_gamma(lam, rho_grid[k]), sch.log_gamma(lam, rho_grid[k + 1])
+        if sampler == "ancestral":
+            return ancestral_step(y, eps_hat, log_gamma_t, log_gamma_s, noise)
+        return ddim_step(y, eps_hat, log_gamma_t, log_gamma_s, eta, noise)
+
+    target_shape = (model.config.target_channels, height, width)
+    needs_noise = sampler == "ancestral" or eta > 0
+    n_groups = math.ceil(n_samples / plan.group_size)
+    total = n_groups * steps
+    finished: list[torch.Tensor] = []
+    step_count = 0
+    for start in range(0, n_samples, plan.group_size):
+        stop = min(start + plan.group_size, n_samples)
+        generators = [sample_generator(seed, i) for i in range(start, stop)]
+        y = _draw(generators, target_shape, device)
+        for k in range(steps):
+            last = k == steps - 1
+            noise = _draw(generators, target_shape, device) if needs_noise and not last else None
+            y = reverse_step(y, k, noise)
+            step_count += 1
+            yield Progress(step=step_count, total=total, stage="sampling")
+        samples = y.detach().float().cpu().clone()  # clone outside inference mode: a normal tensor
+        del y
+        finished.append(samples)
+        yield SampleGroup(samples=samples, done=stop, total=n_samples)
+    return torch.cat(finished)
+
+
+def sample_all(model, x: torch.Tensor, **options) -> torch.Tensor:
+    """Run :func:`sample` to the end and return all samples (n, C_y, H, W) on the CPU."""
+    groups = [e.samples for e in sample(model, x, **options) if isinstance(e, SampleGroup)]
+    return torch.cat(groups)

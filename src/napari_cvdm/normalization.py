@@ -1,0 +1,271 @@
+"""Normalisation between physical units and the model's diffusion units (numpy only, no torch).
+
+One set of functions serves training and inference (docs/architecture.md, physics.md (b), (c)):
+
+* **SR input** (widefield, ADU): subtract the camera offset, map the frame's percentiles
+  (``p_low``, ``p_high``) = (1, 99.8) to [0, 1], then ×2 − 1; never clipped. The percentiles are
+  computed once per *frame* (never per tile) and kept in a :class:`PercentileNorm`, whose inverse
+  maps model outputs back to the input's ADU-above-offset scale (relative intensities).
+* **SR target** (ground truth): min–max to [−1, 1] (DL-SR convention), used in training only.
+* **QPI input**: flat-field contrast ``I / I_bg − 1`` (unclipped); **QPI target**: the fixed map
+  ``2 φ / φ_norm − 1`` with ``φ_norm = 3.5`` rad, never per image.
+
+Every model file stores its rule (:func:`sr_rule`, :func:`qpi_rule`) under ``normalization``;
+:func:`validate_rule` checks such a dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "DEFAULT_PHI_NORM",
+    "PercentileNorm",
+    "denormalize",
+    "denormalize_scale",
+    "fit_input_norm",
+    "model_to_phase",
+    "normalize_input",
+    "normalize_target_minmax",
+    "phase_to_model",
+    "qpi_contrast",
+    "qpi_rule",
+    "sr_rule",
+    "validate_rule",
+]
+
+#: fixed phase scale of QPI models (rad): φ = (y + 1) · φ_norm / 2
+DEFAULT_PHI_NORM = 3.5
+
+
+@dataclass(frozen=True)
+class PercentileNorm:
+    """The input map of one frame: ``x' = 2 (x − offset − low) / (high − low) − 1``.
+
+    ``low``/``high`` are the ``p_low``/``p_high`` percentiles of the offset-subtracted frame
+    (ADU above offset); ``offset_adu`` is the camera offset that was subtracted.
+    """
+
+    offset_adu: float
+    low: float
+    high: float
+    p_low: float = 1.0
+    p_high: float = 99.8
+
+    @property
+    def scale(self) -> float:
+        """``high − low`` in ADU (> 0)."""
+        return self.high - self.low
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON-ready dict (plain floats)."""
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PercentileNorm:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        unknown = set(data) - {"offset_adu", "low", "high", "p_low", "p_high"}
+        if unknown:
+            raise ValueError(f"unknown PercentileNorm keys: {sorted(unknown)}")
+        return cls(**{k: float(v) for k, v in data.items()})
+
+
+def _finite_frame(frame: np.ndarray, what: str) -> np.ndarray:
+    arr = np.asarray(frame)
+    if arr.size == 0:
+        raise InputError(f"the {what} is empty (shape {arr.shape}); give a non-empty image")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise InputError(f"the {what} has dtype {arr.dtype}; give a real-valued numeric image")
+    arr = arr.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(
+            f"the {what} contains NaN or Inf values; replace them (e.g. with the background) first"
+        )
+    return arr
+
+
+def fit_input_norm(
+    frame: np.ndarray, offset_adu: float = 0.0, p_low: float = 1.0, p_high: float = 99.8
+) -> PercentileNorm:
+    """Fit the SR input map of one whole frame (any shape, ADU including the camera offset).
+
+    When the two percentiles coincide (e.g. a sparse image that is > 99 % background) the
+    frame's min and max are used instead. Raises :class:`InputError` for an empty, non-finite
+    or constant frame.
+    """
+    if not 0.0 <= p_low < p_high <= 100.0:
+        raise InputError(f"percentiles must satisfy 0 <= p_low < p_high <= 100, got {p_low}, {p_high}")
+    arr = _finite_frame(frame, "input frame") - float(offset_adu)
+    low, high = np.percentile(arr, [p_low, p_high])
+    if not high > low:
+        low, high = float(arr.min()), float(arr.max())
+    if not high > low:
+        raise InputError(
+            f"the input frame is constant (every pixel is {low + offset_adu:g}); "
+            "there is nothing to reconstruct — check that the right image or plane was chosen"
+        )
+    return PercentileNorm(float(offset_adu), float(low), float(high), float(p_low), float(p_high))
+
+
+def normalize_input(frame: np.ndarray, norm: PercentileNorm) -> np.ndarray:
+    """Frame in ADU (with offset) → diffusion units, float32, unclipped; same shape."""
+    arr = np.asarray(frame, dtype=np.float64)
+    out = 2.0 * (arr - norm.offset_adu - norm.low) / norm.scale - 1.0
+    return out.astype(np.float32)
+
+
+def denormalize(values: np.ndarray, norm: PercentileNorm) -> np.ndarray:
+    """Inverse input map: diffusion units → ADU above the camera offset, float32.
+
+    The offset is *not* added back: SR outputs are relative intensities on the input's
+    ADU-above-offset scale. A standard deviation maps with :func:`denormalize_scale`.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    return ((arr + 1.0) * 0.5 * norm.scale + norm.low).astype(np.float32)
+
+
+def denormalize_scale(values: np.ndarray, norm: PercentileNorm) -> np.ndarray:
+    """Map a spread (e.g. a std) from diffusion units to ADU: multiply by ``(high − low) / 2``."""
+    return (np.asarray(values, dtype=np.float64) * 0.5 * norm.scale).astype(np.float32)
+
+
+def normalize_target_minmax(target: np.ndarray) -> np.ndarray:
+    """Ground truth → [−1, 1] by its own min and max (float32, same shape).
+
+    A constant target (a blank patch) maps to −1 everywhere, i.e. "all at the minimum".
+    """
+    arr = _finite_frame(target, "target")
+    lo, hi = float(arr.min()), float(arr.max())
+    if not hi > lo:
+        return np.full(arr.shape, -1.0, dtype=np.float32)
+    return (2.0 * (arr - lo) / (hi - lo) - 1.0).astype(np.float32)
+
+
+def qpi_contrast(stack: np.ndarray, background: float | np.ndarray | None = None) -> np.ndarray:
+    """Flat-field contrast ``I / I_bg − 1`` of a through-focus stack (..., Z, Y, X), float32.
+
+    ``background`` is the flat-field intensity (scalar or broadcastable array); when omitted
+    it is estimated as the median of the whole stack. Unclipped.
+    """
+    arr = _finite_frame(stack, "through-focus stack")
+    if background is None:
+        bg: float | np.ndarray = float(np.median(arr))
+    else:
+        bg = np.asarray(background, dtype=np.float64)
+    if np.any(np.asarray(bg) <= 0) or not np.all(np.isfinite(bg)):
+        raise InputError(
+            "the background (flat-field) intensity must be positive and finite; "
+            "give intensities above the camera offset, or pass the flat field explicitly"
+        )
+    return (arr / bg - 1.0).astype(np.float32)
+
+
+def phase_to_model(phi: np.ndarray, phi_norm: float = DEFAULT_PHI_NORM) -> np.ndarray:
+    """Phase in rad → model units ``2 φ / φ_norm − 1`` (float32)."""
+    return (2.0 * np.asarray(phi, dtype=np.float64) / phi_norm - 1.0).astype(np.float32)
+
+
+def model_to_phase(values: np.ndarray, phi_norm: float = DEFAULT_PHI_NORM) -> np.ndarray:
+    """Model units → phase in rad ``(y + 1) · φ_norm / 2`` (float32)."""
+    return ((np.asarray(values, dtype=np.float64) + 1.0) * phi_norm * 0.5).astype(np.float32)
+
+
+# --- the rule stored in model files --------------------------------------------------------
+
+_UPSAMPLE = {"factor": 2, "mode": "bicubic", "align_corners": False}
+
+
+def sr_rule(offset_adu: float = 100.0, p_low: float = 1.0, p_high: float = 99.8) -> dict[str, Any]:
+    """The SR normalisation rule (JSON-ready) stored in a model file's ``normalization``.
+
+    ``offset_adu`` is the camera offset of the training data: the default for inference when
+    the user gives none.
+    """
+    return {
+        "task": "sr",
+        "input": {
+            "kind": "percentile",
+            "offset_adu": float(offset_adu),
+            "p_low": float(p_low),
+            "p_high": float(p_high),
+            "clip": False,
+        },
+        "target": {"kind": "minmax"},
+        "residual": True,
+        "upsample": dict(_UPSAMPLE),
+    }
+
+
+def qpi_rule(phi_norm: float = DEFAULT_PHI_NORM) -> dict[str, Any]:
+    """The QPI normalisation rule (JSON-ready): contrast input, fixed-scale phase target."""
+    return {
+        "task": "qpi",
+        "input": {"kind": "contrast", "background": "median", "clip": False},
+        "target": {"kind": "phase", "phi_norm": float(phi_norm)},
+        "residual": False,
+    }
+
+
+_RULE_KEYS = {
+    "sr": ({"task", "input", "target", "residual", "upsample"}, {"task", "input", "target", "residual"}),
+    "qpi": ({"task", "input", "target", "residual"}, {"task", "input", "target", "residual"}),
+}
+_INPUT_KEYS = {"sr": {"kind", "offset_adu", "p_low", "p_high", "clip"}, "qpi": {"kind", "background", "clip"}}
+_INPUT_KIND = {"sr": "percentile", "qpi": "contrast"}
+_TARGET = {"sr": ("minmax", set()), "qpi": ("phase", {"phi_norm"})}
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def validate_rule(rule: Any, task: str | None = None) -> dict[str, Any]:
+    """Check a normalisation rule dict; returns it unchanged or raises ``ValueError``.
+
+    ``task`` (``"sr"``/``"qpi"``), when given, must match ``rule["task"]``. A ``prior`` model
+    has no conditional input and uses ``{"task": "prior", ...}`` with any target rule.
+    """
+    if not isinstance(rule, dict):
+        raise ValueError(f"normalization must be a JSON object, got {type(rule).__name__}")
+    rtask = rule.get("task")
+    if task is not None and rtask != task:
+        raise ValueError(f"normalization.task is {rtask!r} but the model task is {task!r}")
+    if rtask == "prior":
+        return rule
+    if rtask not in _RULE_KEYS:
+        raise ValueError(f"normalization.task must be 'sr', 'qpi' or 'prior', got {rtask!r}")
+    allowed, required = _RULE_KEYS[rtask]
+    if missing := required - set(rule):
+        raise ValueError(f"normalization is missing {sorted(missing)}")
+    if unknown := set(rule) - allowed:
+        raise ValueError(f"normalization has unknown keys {sorted(unknown)}")
+    inp = rule["input"]
+    if not isinstance(inp, dict) or inp.get("kind") != _INPUT_KIND[rtask]:
+        raise ValueError(f"normalization.input.kind must be {_INPUT_KIND[rtask]!r}")
+    if unknown := set(inp) - _INPUT_KEYS[rtask]:
+        raise ValueError(f"normalization.input has unknown keys {sorted(unknown)}")
+    if rtask == "sr":
+        for key in ("offset_adu", "p_low", "p_high"):
+            _number(inp.get(key), f"normalization.input.{key}")
+        if not 0 <= inp["p_low"] < inp["p_high"] <= 100:
+            raise ValueError("normalization.input needs 0 <= p_low < p_high <= 100")
+        up = rule.get("upsample", _UPSAMPLE)
+        if not isinstance(up, dict) or up.get("mode") != "bicubic" or up.get("factor") != 2:
+            raise ValueError("normalization.upsample must be bicubic with factor 2")
+    target = rule["target"]
+    kind, extra = _TARGET[rtask]
+    if not isinstance(target, dict) or target.get("kind") != kind:
+        raise ValueError(f"normalization.target.kind must be {kind!r}")
+    for key in extra:
+        if _number(target.get(key), f"normalization.target.{key}") <= 0:
+            raise ValueError(f"normalization.target.{key} must be positive")
+    if not isinstance(rule["residual"], bool):
+        raise ValueError("normalization.residual must be true or false")
+    return rule

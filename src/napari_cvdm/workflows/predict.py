@@ -1,0 +1,313 @@
+"""Reconstruction workflow: image + model + parameters → a stream of events.
+
+:func:`reconstruct` validates the input at once (bad inputs raise
+:class:`~napari_cvdm.errors.InputError` before any work) and returns a generator yielding
+
+* :class:`~napari_cvdm.workflows.events.Progress` after every reverse step of every sample group
+  of every frame (``total`` = frames × groups × steps exactly),
+* :class:`~napari_cvdm.workflows.events.PartialResult` after each sample group: copies of the
+  running mean/std (unbiased) in physical units over the whole output,
+* a final :class:`~napari_cvdm.workflows.events.Finished` holding a :class:`Reconstruction`.
+
+``generator.close()`` between events stops the job; device memory is freed either way.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .events import Finished, PartialResult, Progress
+from .task_adapters import make_adapter, upsample_condition
+
+__all__ = [
+    "CURVE_POINTS",
+    "Reconstruction",
+    "ReconstructionParams",
+    "RunningStats",
+    "reconstruct",
+    "upsample_condition",
+]
+
+#: number of diffusion times in the region-averaged γ(t), β(t) curves
+CURVE_POINTS = 64
+#: pixels above this percentile of the mean are "structure" in the curves, the rest "background"
+STRUCTURE_PERCENTILE = 80.0
+
+
+@dataclass(frozen=True)
+class ReconstructionParams:
+    """How to sample. ``group_size`` samples are drawn together (one ``PartialResult`` each);
+    ``None`` draws all ``n_samples`` at once. ``tile`` (target-grid pixels) enables per-step
+    tiling with ``tile_overlap``. ``t_star``: diffusion times of the γ/β map stacks."""
+
+    n_samples: int = 4
+    steps: int = 20
+    sampler: str = "ancestral"
+    eta: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    tile: int | None = None
+    tile_overlap: int = 32
+    t_star: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
+    group_size: int | None = None
+
+    def validate(self) -> ReconstructionParams:
+        """Check ranges; raises ``InputError`` naming the bad parameter."""
+        checks = [
+            (self.n_samples >= 1, f"n_samples must be >= 1, got {self.n_samples}"),
+            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.sampler in ("ancestral", "ddim"), f"sampler must be 'ancestral' or 'ddim', got {self.sampler!r}"),
+            (0.0 <= self.eta <= 1.0, f"eta must be in [0, 1], got {self.eta}"),
+            (self.tile is None or self.tile >= 16, f"tile must be >= 16 pixels, got {self.tile}"),
+            (self.tile_overlap >= 0, f"tile_overlap must be >= 0, got {self.tile_overlap}"),
+            (self.group_size is None or self.group_size >= 1, f"group_size must be >= 1, got {self.group_size}"),
+            (all(0.0 <= t <= 1.0 for t in self.t_star), f"t_star values must lie in [0, 1], got {self.t_star}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+        return self
+
+    @property
+    def groups(self) -> int:
+        """Number of sample groups per frame."""
+        return math.ceil(self.n_samples / (self.group_size or self.n_samples))
+
+    def group_sizes(self) -> list[int]:
+        size = self.group_size or self.n_samples
+        return [min(size, self.n_samples - start) for start in range(0, self.n_samples, size)]
+
+
+@dataclass
+class Reconstruction:
+    """Result in physical units (float32). Frames keep the input's leading axes.
+
+    ``mean``, ``std``, ``schedule`` (λ map): (..., H, W); ``gamma``, ``beta``: (T*, ..., H, W)
+    with ``t_star`` (T*,) leading; ``curves``: ``t`` (K,) and ``gamma_structure``,
+    ``gamma_background``, ``beta_structure``, ``beta_background`` of shape (..., K);
+    ``metadata``: the provenance dict.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    schedule: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    t_star: np.ndarray
+    curves: dict[str, np.ndarray]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class RunningStats:
+    """Pixelwise running mean and unbiased std over batches of samples (float64, Chan's merge)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: np.ndarray | None = None
+        self.m2: np.ndarray | None = None
+
+    def add(self, samples: np.ndarray) -> None:
+        """Add a batch ``(S, ...)`` of samples."""
+        batch = np.asarray(samples, dtype=np.float64)
+        k = batch.shape[0]
+        b_mean = batch.mean(axis=0)
+        b_m2 = ((batch - b_mean) ** 2).sum(axis=0)
+        if self.n == 0:
+            self.mean, self.m2 = b_mean, b_m2
+        else:
+            delta = b_mean - self.mean
+            total = self.n + k
+            self.mean = self.mean + delta * (k / total)
+            self.m2 = self.m2 + b_m2 + delta**2 * (self.n * k / total)
+        self.n += k
+
+    @property
+    def std(self) -> np.ndarray:
+        """Unbiased (ddof = 1) std; zeros with a single sample."""
+        if self.n < 2:
+            return np.zeros_like(self.mean)
+        return np.sqrt(self.m2 / (self.n - 1))
+
+
+def _as_loaded(model: Any) -> Any:
+    """A ``LoadedModel`` from a ``LoadedModel``, a model name or a path."""
+    if hasattr(model, "model") and hasattr(model, "metadata"):
+        return model
+    if isinstance(model, str | Path):
+        from ..engine.modelfile import load_model
+        from ..engine.registry import resolve_model
+
+        return load_model(resolve_model(model), "cpu")
+    raise InputError(f"model must be a loaded model, a model name or a file path, got {type(model).__name__}")
+
+
+def reconstruct(
+    image: Any, model: Any, params: ReconstructionParams | None = None, **task_options: Any
+) -> Iterator[Progress | PartialResult | Finished]:
+    """Reconstruct ``image`` with ``model`` (``LoadedModel``, name or path); see the module doc.
+
+    ``task_options`` go to the task adapter (``workflows.task_adapters``): SR ``pixel_size_um``,
+    ``na``, ``wavelength_um``, ``offset_adu``; QPI ``focus_axis``, ``planes``, ``background``,
+    ``wavelength_um``, ``dz_um``, ``pixel_size_um``; both ``input_name`` (for the provenance).
+    """
+    params = (params or ReconstructionParams()).validate()
+    loaded = _as_loaded(model)
+    input_name = str(task_options.pop("input_name", ""))
+    adapter = make_adapter(loaded.metadata["task"], image, loaded.metadata, **task_options)
+    return _run(adapter, loaded, params, input_name)
+
+
+def _provenance(adapter: Any, loaded: Any, params: ReconstructionParams, device: Any) -> dict[str, Any]:
+    from .. import __version__
+
+    meta = loaded.metadata
+    return {
+        "plugin_version": __version__,
+        "mode": adapter.task,
+        "model": meta["name"],
+        "model_path": str(loaded.path) if loaded.path else None,
+        "weights_sha256": loaded.sha256,
+        "untrained": bool(meta["training"].get("untrained", False)),
+        "steps": params.steps,
+        "sampler": params.sampler,
+        "eta": params.eta,
+        "samples_done": 0,
+        "samples_total": params.n_samples,
+        "seed": params.seed,
+        "device": str(device),
+        "tiling": {"tile": params.tile, "overlap": params.tile_overlap} if params.tile else None,
+        "frames": adapter.frames,
+        "normalization": {"rule": meta["normalization"], "frames": []},
+        "t_star": list(params.t_star),
+        **adapter.provenance(),
+        "status": "running",
+    }
+
+
+def _run(
+    adapter: Any, loaded: Any, params: ReconstructionParams, input_name: str
+) -> Iterator[Progress | PartialResult | Finished]:
+    import torch
+
+    from ..engine.device import free_device_memory, resolve_device
+
+    device = resolve_device(params.device)
+    model = loaded.model
+    home = next(model.parameters()).device
+    frames, groups = adapter.frames, params.groups
+    total = frames * groups * params.steps
+    meta = {**_provenance(adapter, loaded, params, device), "input_name": input_name}
+    mean = np.zeros(adapter.output_shape, np.float32)
+    std = np.zeros(adapter.output_shape, np.float32)
+    k = len(params.t_star)
+    schedule = np.zeros(adapter.output_shape, np.float32)
+    gamma = np.zeros((k, *adapter.output_shape), np.float32)
+    beta = np.zeros((k, *adapter.output_shape), np.float32)
+    lead = adapter.output_shape[:-2]
+    curves = {name: np.zeros((*lead, CURVE_POINTS), np.float32) for name in _CURVE_NAMES}
+    done = 0
+    try:
+        model.to(device)
+        for index in range(frames):
+            where = np.unravel_index(index, lead) if lead else ()
+            prep = adapter.prepare(index)
+            meta["normalization"]["frames"].append(prep.norm)
+            x = torch.from_numpy(np.ascontiguousarray(prep.condition[None], np.float32)).to(device)
+            stats = RunningStats()
+            stage = f"frame {index + 1}/{frames}" if frames > 1 else "sampling"
+            for g, size in enumerate(params.group_sizes()):
+                for event in _sample_group(model, x, params, size, seed=_group_seed(params.seed, index, g)):
+                    if isinstance(event, Progress):
+                        done += 1
+                        yield Progress(done, total, stage)
+                    else:
+                        stats.add(prep.to_physical(event))
+                mean[where] = stats.mean
+                std[where] = stats.std
+                meta["samples_done"] = stats.n
+                yield PartialResult(mean.copy(), std.copy(), stats.n, params.n_samples, index, frames)
+            maps = _schedule_outputs(model, x, params.t_star, mean[where])
+            schedule[where] = maps["lambda"]
+            gamma[(slice(None), *where)] = maps["gamma"]
+            beta[(slice(None), *where)] = maps["beta"]
+            for name in _CURVE_NAMES:
+                curves[name][where] = maps[name]
+            del x
+        meta["status"] = "complete"
+        meta["timestamp"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        curves["t"] = _curve_times()
+        result = Reconstruction(
+            mean=mean, std=std, schedule=schedule, gamma=gamma, beta=beta,
+            t_star=np.asarray(params.t_star, np.float32), curves=curves, metadata=meta,
+        )
+        yield Finished(result, info={"frames": frames, "steps": done})
+    finally:
+        model.to(home)
+        free_device_memory(device)
+
+
+def _group_seed(seed: int, frame: int, group: int) -> int:
+    """A distinct, reproducible seed per (frame, group) from the user's seed."""
+    state = np.random.SeedSequence([int(seed), int(frame), int(group)]).generate_state(1)
+    return int(state[0])
+
+
+# --- engine glue --------------------------------------------------------------------------
+
+_CURVE_NAMES = ("gamma_structure", "gamma_background", "beta_structure", "beta_background")
+
+
+def _curve_times() -> np.ndarray:
+    """The times of the curves: ``CURVE_POINTS`` uniform in [0, 1] (as ``schedule_curves``)."""
+    return np.linspace(0.0, 1.0, CURVE_POINTS, dtype=np.float32)
+
+
+def _sample_group(model: Any, x: Any, params: ReconstructionParams, size: int, seed: int) -> Iterator[Any]:
+    """Yield ``Progress`` per reverse step, then the group's samples as numpy (S, H, W)."""
+    from ..engine.sampling import sample
+
+    for event in sample(
+        model, x, n_samples=size, steps=params.steps, sampler=params.sampler, eta=params.eta,
+        seed=seed, tile=params.tile, tile_overlap=params.tile_overlap,
+    ):
+        if isinstance(event, Progress):
+            yield event
+        else:
+            samples = np.asarray(event.samples.detach().float().cpu())
+            yield samples.reshape(-1, *samples.shape[-2:])[:size]
+
+
+def _schedule_outputs(model: Any, x: Any, t_star: tuple[float, ...], mean: np.ndarray) -> dict[str, np.ndarray]:
+    """λ map (H, W), γ/β stacks (T*, H, W) and structure/background curves (K,) of one frame.
+
+    Structure = pixels of the (physical) mean at or above its 80th percentile; a region
+    with no pixel gives NaN curves.
+    """
+    import torch
+
+    with torch.inference_mode():
+        lam = model.lambda_map(x)
+        maps = model.schedule_maps(x, t_star, lam=lam)
+        mask = torch.from_numpy(mean >= np.percentile(mean, STRUCTURE_PERCENTILE)).to(lam.device)
+        curves = model.schedule_curves(x, mask=mask, n_t=CURVE_POINTS, lam=lam)
+    out = {
+        "lambda": maps["lambda"][0, 0].float().cpu().numpy(),
+        "gamma": maps["gamma"][0, :, 0].float().cpu().numpy(),
+        "beta": maps["beta"][0, :, 0].float().cpu().numpy(),
+    }
+    for name in _CURVE_NAMES:
+        out[name] = curves[name].float().cpu().numpy()
+    return out
+
+
+def with_params(params: ReconstructionParams, **changes: Any) -> ReconstructionParams:
+    """A copy of ``params`` with ``changes`` (validated)."""
+    return replace(params, **changes).validate()

@@ -1,0 +1,134 @@
+"""Synthetic training pairs from the physics simulators (recipes SR-A and QPI-A), on the fly.
+
+Each training batch is simulated from the generator the trainer passes in (seeded from
+(seed, step, rank)), so a resumed run sees the same data and the trainer can build batches in a
+background thread. Validation patches come from a fixed generator of their own, so they never
+overlap the training stream's seeds. No torch at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .training_data import (
+    PairBatch,
+    PreparedPair,
+    _grid_patches,
+    _random_patches,
+    prepare_qpi_pair,
+    prepare_sr_pair,
+)
+
+__all__ = ["SyntheticPairs"]
+
+_VALIDATION_STREAM = 0x5EED_0FF5  # distinct from every (seed, step, rank) training stream
+
+
+def _simulate(task: str, rng: np.random.Generator, overrides: dict[str, Any]) -> tuple[PreparedPair, Any]:
+    """One simulated frame pair, normalised like inference inputs; returns it and the metadata."""
+    if task == "sr":
+        from ..physics.fluorescence import simulate_sr_pair
+
+        sample = simulate_sr_pair(rng, **overrides)
+        return prepare_sr_pair(sample.widefield, sample.target, "synthetic"), sample.metadata
+    from ..physics.qpi import simulate_qpi_stack
+
+    sample = simulate_qpi_stack(rng, **overrides)
+    return prepare_qpi_pair(sample.stack, sample.phase, "synthetic"), sample.metadata
+
+
+def _physics_from(task: str, metadata: dict[str, Any]) -> dict[str, float]:
+    """Nominal physical parameters of the recipe for the model file (µm, dimensionless).
+
+    Pixel sizes, plane spacing and the camera offset come from the simulator's metadata; for SR
+    the NA and emission wavelength are the recipe's nominal values (NA 1.49, 0.525 µm), since
+    each sample draws its own jittered optics around them.
+    """
+    from .train_support import DEFAULT_PHYSICS
+
+    out = dict(DEFAULT_PHYSICS[task])
+
+    def number(value: Any) -> float | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+        return float(value) if ok else None
+
+    if task == "sr":
+        if (px := number(metadata.get("widefield_pixel_size_um"))) is not None:
+            out["pixel_size_um"] = px
+        camera = metadata.get("camera")
+        if isinstance(camera, dict) and (offset := camera.get("offset_adu")) is not None:
+            out["camera_offset_adu"] = float(offset)
+    else:
+        for key in ("pixel_size_um", "wavelength_um", "dz_um", "na"):
+            if (value := number(metadata.get(key))) is not None:
+                out[key] = value
+    return out
+
+
+@dataclass
+class SyntheticPairs:
+    """Training data simulated on the fly by the task's recipe (``overrides`` go to the simulator).
+
+    ``physics`` holds the recipe's nominal parameters for the model file (the defaults of
+    SR-A / QPI-A; jittered values vary per sample and are not recorded).
+    """
+
+    task: str
+    seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    physics: dict[str, float] = field(default_factory=dict)
+    description: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in ("sr", "qpi"):
+            raise InputError(f"task must be 'sr' or 'qpi', got {self.task!r}")
+        self._validation: dict[tuple[int, int], PairBatch] = {}
+        recipe = "SR-A" if self.task == "sr" else "QPI-A"
+        self.description = {
+            "source": "synthetic",
+            "recipe": recipe,
+            "overrides": {k: repr(v) for k, v in self.overrides.items()},
+            **self.description,
+        }
+
+    def train_batch(self, rng: np.random.Generator, batch: int, patch: int) -> PairBatch:
+        """``batch`` freshly simulated frames, one random augmented patch from each."""
+        conditions, targets = [], []
+        for _ in range(batch):
+            pair, _meta = _simulate(self.task, rng, self.overrides)
+            if patch > min(pair.target.shape[-2:]):
+                raise InputError(
+                    f"patch size {patch} is larger than the simulated frames "
+                    f"({pair.target.shape[-1]} px); use --patch {pair.target.shape[-1]} or less"
+                )
+            one = _random_patches([pair], rng, 1, patch)
+            conditions.append(one.condition[0])
+            targets.append(one.target[0])
+        return PairBatch(np.stack(conditions), np.stack(targets))
+
+    def validation_batch(self, patch: int, count: int = 4) -> PairBatch:
+        """``count`` fixed validation patches (centre crops of seeded simulations)."""
+        key = (patch, count)
+        if key not in self._validation:
+            rng = np.random.default_rng([int(self.seed), _VALIDATION_STREAM])
+            pairs, metas = [], []
+            for _ in range(count):
+                pair, meta = _simulate(self.task, rng, self.overrides)
+                pairs.append(pair)
+                metas.append(meta)
+            side = min(patch, *(min(p.target.shape[-2:]) for p in pairs))
+            self._validation[key] = _grid_patches(pairs, side - side % 8, count)
+            if not self.physics:
+                self.physics = _physics_from(self.task, dict(metas[0]))
+        return self._validation[key]
+
+    def nominal_physics(self) -> dict[str, float]:
+        """The recipe's physical parameters, simulating one validation frame if needed."""
+        if not self.physics:
+            rng = np.random.default_rng([int(self.seed), _VALIDATION_STREAM])
+            self.physics = _physics_from(self.task, dict(_simulate(self.task, rng, self.overrides)[1]))
+        return self.physics

@@ -1,0 +1,354 @@
+"""Training and fine-tuning: ``train(config)`` is a generator of typed events.
+
+Events, in order: ``LossReport`` and ``Progress`` after every optimiser step, ``Validation`` every
+``val_every`` steps (and at the last step), then one ``Finished(path of the model file)``. The CLI
+progress bar, the Train widget's thread worker and the tests consume the same stream.
+
+The loop (cvdm.md §3): AdamW (lr 1e-4, 3e-5 when fine-tuning, no weight decay, linear warm-up),
+the model's own loss (stratified t), gradient-norm clip 1.0, an EMA of the weights (0.999, with
+the usual ``(1 + k)/(10 + k)`` warm-up) that is used for validation and for the saved model, bf16
+autocast on CUDA. Every step re-seeds numpy (data) and torch (t, ε) from (seed, step, rank), so a
+run resumed from a checkpoint continues bit-for-bit. Checkpoints (``workflows/checkpoint.py``,
+safetensors + JSON, no pickle) are written atomically every ``ckpt_every`` steps, when the
+``stop`` flag is set (checked every step), on Ctrl-C and when the consumer closes the generator.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel (gloo
+on CPU, nccl on CUDA), ``batch`` is the global batch split across ranks, and only rank 0 writes
+files and validates.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from .events import Finished, LossReport, Progress, Validation
+from .train_support import (
+    Prefetcher,
+    build_metadata,
+    distributed_context,
+    run_validation,
+    seed_step,
+)
+
+__all__ = ["DEFAULT_FINETUNE_LR", "DEFAULT_LR", "TrainConfig", "checkpoint_path_for", "train"]
+
+DEFAULT_LR = 1e-4
+DEFAULT_FINETUNE_LR = 3e-5
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (all plain values except ``data``).
+
+    ``data``: ``"synthetic"`` (the task's physics recipe, on the fly), a folder with ``input/``
+    and ``target/``, or a ready :class:`~napari_cvdm.workflows.training_data.TrainingData`.
+    ``batch`` is the global batch; ``patch`` the side of square patches on the target grid.
+    ``lr`` None means 1e-4, or 3e-5 when fine-tuning from ``base_model`` (a name or path).
+    ``checkpoint`` defaults to the output path with the suffix ``.ckpt``.
+    """
+
+    task: str
+    output: str | os.PathLike
+    data: Any = "synthetic"
+    steps: int = 20000
+    batch: int = 16
+    patch: int = 128
+    lr: float | None = None
+    preset: str = "small"
+    base_model: str | None = None
+    freeze_schedule: bool = False
+    resume: str | os.PathLike | None = None
+    checkpoint: str | os.PathLike | None = None
+    device: str = "auto"
+    val_every: int = 500
+    val_count: int = 4
+    val_steps: int = 10
+    ckpt_every: int = 1000
+    seed: int = 0
+    fp16: bool = False
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    warmup_steps: int = 100
+    val_fraction: float = 0.2
+    name: str | None = None
+    description: str = ""
+    command: str = ""
+    physics: dict[str, float] = field(default_factory=dict)
+    synthetic_overrides: dict[str, Any] = field(default_factory=dict)
+    prefetch: int = 2
+
+    def learning_rate(self) -> float:
+        """The peak learning rate: ``lr`` or the default for training / fine-tuning."""
+        if self.lr is not None:
+            return float(self.lr)
+        return DEFAULT_FINETUNE_LR if self.base_model else DEFAULT_LR
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready settings (``data`` as its description)."""
+        out = asdict(self) if isinstance(self.data, str | os.PathLike) else {
+            k: v for k, v in asdict(self).items() if k != "data"
+        }
+        for key, value in list(out.items()):
+            if isinstance(value, os.PathLike):
+                out[key] = str(value)
+        if not isinstance(self.data, str | os.PathLike):
+            out["data"] = type(self.data).__name__
+        return out
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` for settings that cannot work."""
+        if self.task not in ("sr", "qpi"):
+            raise InputError(f"task must be 'sr' or 'qpi', got {self.task!r}")
+        for key in ("steps", "batch", "patch", "val_every", "ckpt_every", "val_count", "val_steps"):
+            if int(getattr(self, key)) < 1:
+                raise InputError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.patch % 8:
+            raise InputError(f"patch size must be a multiple of 8, got {self.patch}")
+        if self.learning_rate() <= 0:
+            raise InputError(f"learning rate must be positive, got {self.learning_rate()}")
+        if self.preset not in ("tiny", "small", "base"):
+            raise InputError(f"preset must be tiny, small or base, got {self.preset!r}")
+        if Path(self.output).suffix != ".safetensors":
+            raise InputError(f"the output model file must end in .safetensors, got {self.output}")
+
+
+def checkpoint_path_for(output: str | os.PathLike) -> Path:
+    """Default checkpoint next to the model file: ``MODEL.safetensors`` → ``MODEL.ckpt``."""
+    return Path(output).with_suffix(".ckpt")
+
+
+class _LossModule(torch.nn.Module):
+    """``forward`` = the CVDM loss, so DistributedDataParallel can hook the backward pass."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, condition: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.loss(condition, target)
+
+
+def _schedule_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Parameters of the learned schedule (λ network and ρ MLP)."""
+    getter = getattr(model, "schedule_parameters", None)
+    if callable(getter):
+        return list(getter())
+    return [p for n, p in model.named_parameters() if n.split(".")[0] in _SCHEDULE_MODULES]
+
+
+_SCHEDULE_MODULES = ("schedule", "lambda_net", "rho_net", "rate_net", "time_net", "lam", "rho")
+
+
+def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A fresh, fine-tuning or resumed CVDM (float32, CPU) and what is known about its origin."""
+    from ..engine.cvdm import CVDM, CVDMConfig
+
+    if resume is not None:
+        model = CVDM(CVDMConfig.from_dict(resume.info["architecture"]))
+        model.load_state_dict(resume.model_state, strict=True)
+        return model, dict(resume.info.get("origin", {}))
+    if config.base_model:
+        from ..engine.modelfile import load_model
+        from ..engine.registry import resolve_model
+
+        loaded = load_model(resolve_model(config.base_model), "cpu")
+        if loaded.task != config.task:
+            raise InputError(
+                f"base model {config.base_model!r} is a {loaded.task!r} model but the task is "
+                f"{config.task!r}; choose a {config.task} model to fine-tune"
+            )
+        model = loaded.model.float().train()
+        origin = {
+            "base_model": loaded.name,
+            "base_model_sha256": loaded.sha256,
+            "base_physics": loaded.metadata.get("physics", {}),
+            "base_normalization": loaded.metadata.get("normalization", {}),
+        }
+        return model, origin
+    cond, target = {"sr": (1, 1), "qpi": (2, 1)}[config.task]
+    torch.manual_seed(config.seed)
+    arch = CVDMConfig(
+        condition_channels=cond, target_channels=target, preset=config.preset,
+        residual=config.task == "sr",
+    )
+    return CVDM(arch), {}
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1.0 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def _stop_requested(stop: Any) -> bool:
+    if stop is None:
+        return False
+    if callable(stop) and not hasattr(stop, "is_set"):
+        return bool(stop())
+    return bool(stop.is_set())
+
+
+def train(
+    config: TrainConfig, stop: Any = None, *, data: Any = None
+) -> Iterator[LossReport | Progress | Validation | Finished]:
+    """Train (or fine-tune, or resume) a CVDM; yields events, ends with ``Finished(model path)``.
+
+    ``stop``: a ``threading.Event`` (or a callable returning bool) checked every step; when set
+    the run saves a checkpoint and the model, then finishes with ``cancelled=True``.
+    ``data`` overrides ``config.data`` with a ready data source.
+    """
+    from ..engine.device import resolve_device
+    from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+    from .training_data import make_training_data
+
+    config.validate()
+    dist = distributed_context(config.device, resolve_device)
+    device, rank, world = dist.device, dist.rank, dist.world
+    if config.batch % world:
+        raise InputError(f"batch {config.batch} must be divisible by the {world} processes")
+    resume = load_checkpoint(config.resume) if config.resume else None
+    if resume is not None and resume.info.get("task") != config.task:
+        raise InputError(
+            f"checkpoint {config.resume} is for task {resume.info.get('task')!r}, not {config.task!r}"
+        )
+    source = data if data is not None else make_training_data(
+        config.task, config.data, seed=config.seed, val_fraction=config.val_fraction,
+        overrides=config.synthetic_overrides,
+    )
+    model, origin = _build_model(config, resume)
+    if config.freeze_schedule:
+        for p in _schedule_parameters(model):
+            p.requires_grad_(False)
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    if resume is not None:
+        ema.load_state_dict(resume.ema_state, strict=True)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    peak_lr = config.learning_rate()
+    optimizer = torch.optim.AdamW(trainable, lr=peak_lr, weight_decay=0.0)
+    start_step, wall_before = 0, 0.0
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer_state)
+        restore_rng_state(resume.rng_state)
+        start_step = resume.step
+        wall_before = float(resume.info.get("wall_time_s", 0.0))
+    loss_module = _LossModule(model)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        loss_module = DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    checkpoint = Path(config.checkpoint or checkpoint_path_for(config.output))
+    output = Path(config.output)
+    started = time.perf_counter()
+    state = {"step": start_step, "saved_step": start_step if resume is not None else -1}
+    last_metrics: dict[str, float] = dict(resume.info.get("last_validation", {})) if resume else {}
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - started
+
+    def info() -> dict[str, Any]:
+        return {
+            "task": config.task,
+            "architecture": model.config.to_dict(),
+            "origin": origin,
+            "config": config.to_json(),
+            "data": source.description,
+            "physics": source.physics,
+            "wall_time_s": wall(),
+            "last_validation": last_metrics,
+        }
+
+    def save_ckpt() -> None:
+        if rank == 0 and state["saved_step"] != state["step"]:
+            save_checkpoint(
+                checkpoint, step=state["step"], model_state=model.state_dict(),
+                ema_state=ema.state_dict(), optimizer_state=optimizer.state_dict(),
+                rng_state=capture_rng_state(), info=info(),
+            )
+            state["saved_step"] = state["step"]
+
+    def save_model_file(cancelled: bool) -> Path:
+        from ..engine.modelfile import save_model
+
+        if rank == 0:
+            meta = build_metadata(config, source, origin, state["step"], wall(), last_metrics,
+                                  cancelled)
+            save_model(output, ema, meta, dtype="float16" if config.fp16 else "float32")
+        return output
+
+    validation = source.validation_batch(config.patch, config.val_count) if rank == 0 else None
+    prefetch = Prefetcher(source, config, rank, world, start_step + 1)
+    residual = bool(getattr(model.config, "residual", False))
+    autocast = device.type == "cuda"
+    cancelled = False
+    try:
+        for step in range(start_step + 1, config.steps + 1):
+            if dist.any_rank(_stop_requested(stop)):
+                cancelled = True
+                break
+            batch = prefetch.get(step)
+            seed_step(config.seed, step, rank)
+            lr = peak_lr * min(1.0, step / max(1, config.warmup_steps))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = torch.from_numpy(batch.condition).to(device)
+            y = torch.from_numpy(batch.target).to(device)
+            y0 = y - x[:, : y.shape[1]] if residual else y
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                losses = loss_module(x, y0)
+            losses["total"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            _ema_update(ema, model, min(config.ema_decay, (1.0 + step) / (10.0 + step)))
+            state["step"] = step
+            report = {k: float(v.detach()) for k, v in losses.items()}
+            report["grad_norm"] = float(grad_norm)
+            if not all(math.isfinite(v) for v in report.values()):
+                raise FloatingPointError(
+                    f"training diverged at step {step} (losses {report}); lower the learning "
+                    "rate or resume from the last checkpoint"
+                )
+            yield LossReport(step=step, total=config.steps, losses=report, lr=lr)
+            yield Progress(step=step, total=config.steps, stage="train")
+            if rank == 0 and (step % config.val_every == 0 or step == config.steps):
+                metrics, preview = run_validation(ema, validation, config, device)
+                last_metrics = metrics
+                yield Validation(step=step, metrics=metrics, preview=preview)
+            if step % config.ckpt_every == 0:
+                save_ckpt()
+    except KeyboardInterrupt:
+        cancelled = True
+    except GeneratorExit:
+        prefetch.close()
+        save_ckpt()
+        dist.close()
+        raise
+    finally:
+        prefetch.close()
+    save_ckpt()
+    path = save_model_file(cancelled)
+    dist.close()
+    yield Finished(
+        result=path,
+        cancelled=cancelled,
+        info={"checkpoint": str(checkpoint), "steps": state["step"], "wall_time_s": wall(),
+              "validation": last_metrics, "rank": rank},
+    )
+    del model, ema, optimizer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
