@@ -15,7 +15,10 @@ FAST = ["--samples", "2", "--steps", "2", "--device", "cpu"]
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     loaded = make_untrained_model("sr", "tiny")
-    meta = {k: loaded.metadata[k] for k in ("task", "normalization", "physics", "training", "description")}
+    meta = {
+        k: loaded.metadata[k]
+        for k in ("task", "normalization", "physics", "training", "description")
+    }
     meta["name"] = "tiny-sr-test"
     return save_model(tmp_path_factory.mktemp("models") / "tiny.safetensors", loaded.model, meta)
 
@@ -57,10 +60,21 @@ def test_predict_writes_mean_std_schedule_with_pixel_size(tmp_path, model_path, 
 
 def test_predict_stack_frame_by_frame_and_pixel_size_option(tmp_path, model_path):
     src = tmp_path / "stack.tif"
-    tifffile.imwrite(src, (100 + np.random.default_rng(1).poisson(30, (3, 16, 16))).astype(np.uint16))
+    tifffile.imwrite(
+        src, (100 + np.random.default_rng(1).poisson(30, (3, 16, 16))).astype(np.uint16)
+    )
     out = tmp_path / "out"
-    args = ["predict", str(src), "--model", str(model_path), "--output-dir", str(out),
-            "--pixel-size", "0.0626", *FAST]
+    args = [
+        "predict",
+        str(src),
+        "--model",
+        str(model_path),
+        "--output-dir",
+        str(out),
+        "--pixel-size",
+        "0.0626",
+        *FAST,
+    ]
     assert main(args) == 0
     mean, meta = read_image(out / "stack_mean.tif")
     assert mean.shape == (3, 32, 32)
@@ -110,11 +124,24 @@ def _garbage(tmp_path):
         (lambda tmp_path: tmp_path / "missing.tif", "does not exist"),
     ],
 )
-def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, model_path, capsys, make_bad, match):
+def test_bad_input_exits_2_with_one_line_and_no_output(
+    tmp_path, model_path, capsys, make_bad, match
+):
     good = _tif(tmp_path / "good.tif")
     bad = make_bad(tmp_path)
     out = tmp_path / "out"
-    code = main(["predict", str(good), str(bad), "--model", str(model_path), "--output-dir", str(out), *FAST])
+    code = main(
+        [
+            "predict",
+            str(good),
+            str(bad),
+            "--model",
+            str(model_path),
+            "--output-dir",
+            str(out),
+            *FAST,
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("napari-cvdm predict: error:")
@@ -136,7 +163,9 @@ def test_corrupt_model_file_exits_2(tmp_path, capsys):
     good = _tif(tmp_path / "good.tif")
     fake = tmp_path / "fake.safetensors"
     fake.write_bytes(b"\x00" * 64)
-    code = main(["predict", str(good), "--model", str(fake), "--output-dir", str(tmp_path / "o"), *FAST])
+    code = main(
+        ["predict", str(good), "--model", str(fake), "--output-dir", str(tmp_path / "o"), *FAST]
+    )
     assert code == 2
     assert "not a readable safetensors file" in capsys.readouterr().err
 
@@ -145,7 +174,17 @@ def test_unwritable_output_dir_exits_2(tmp_path, model_path, capsys):
     good = _tif(tmp_path / "good.tif")
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    code = main(["predict", str(good), "--model", str(model_path), "--output-dir", str(blocker / "sub"), *FAST])
+    code = main(
+        [
+            "predict",
+            str(good),
+            "--model",
+            str(model_path),
+            "--output-dir",
+            str(blocker / "sub"),
+            *FAST,
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write to the output folder" in err[0]
@@ -157,6 +196,20 @@ def test_duplicate_stems_are_refused(tmp_path, model_path, capsys):
     (tmp_path / "b").mkdir()
     one, two = _tif(tmp_path / "a" / "x.tif"), _tif(tmp_path / "b" / "x.tif")
     out = tmp_path / "out"
-    assert main(["predict", str(one), str(two), "--model", str(model_path), "--output-dir", str(out), *FAST]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(one),
+                str(two),
+                "--model",
+                str(model_path),
+                "--output-dir",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "rename one" in capsys.readouterr().err
     assert _outputs(out) == []

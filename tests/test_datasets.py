@@ -19,7 +19,7 @@ import pytest
 from napari_cvdm import datasets
 from napari_cvdm.errors import InputError, UserError
 
-MT_SOURCE = Path("/work/shared/data/rdlsim-mt/MT.mrc")
+MT_SOURCE = Path(__file__).parent / "data" / "rdlsim-mt" / "MT.mrc"
 MT_SHA256 = "8436eb446828b3db69848d29ed93a00cd38105a1c5d8daab204107589d1c55fa"
 
 needs_mt = pytest.mark.skipif(not MT_SOURCE.exists(), reason="local copy of MT.mrc not present")

@@ -6,7 +6,9 @@ import textwrap
 
 
 def _run(code):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_package_cli_and_science_modules_do_not_import_torch():

@@ -11,7 +11,7 @@ from napari_cvdm import io
 from napari_cvdm.errors import InputError
 from napari_cvdm.mrc import read_mrc_fallback
 
-MT_MRC = Path("/work/shared/data/rdlsim-mt/MT.mrc")
+MT_MRC = Path(__file__).parent / "data" / "rdlsim-mt" / "MT.mrc"
 
 
 def _stack(dtype=np.float32, shape=(3, 20, 24)):

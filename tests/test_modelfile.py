@@ -21,7 +21,9 @@ from napari_cvdm.normalization import qpi_rule, sr_rule
 def _model(task="sr", seed=0):
     torch.manual_seed(seed)
     cond = {"sr": 1, "qpi": 2}[task]
-    return CVDM(CVDMConfig(condition_channels=cond, target_channels=1, preset="tiny", residual=task == "sr"))
+    return CVDM(
+        CVDMConfig(condition_channels=cond, target_channels=1, preset="tiny", residual=task == "sr")
+    )
 
 
 def _meta(task="sr"):
@@ -121,6 +123,19 @@ def test_missing_key_is_refused(tmp_path):
 
     _edit_header(path, drop_physics)
     with pytest.raises(ModelFileError, match=r"missing \['physics'\]"):
+        load_model(path)
+
+
+def test_removed_weights_digest_is_refused(tmp_path):
+    path = save_model(tmp_path / "m.safetensors", _model(), _meta())
+
+    def drop_digest(text):
+        meta = json.loads(text)
+        del meta["weights"]
+        return json.dumps(meta)
+
+    _edit_header(path, drop_digest)
+    with pytest.raises(ModelFileError, match="lacks the 'weights' digest"):
         load_model(path)
 
 

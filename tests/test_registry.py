@@ -23,7 +23,9 @@ def cache(tmp_path, monkeypatch):
 def _save(path, task="sr", name=None):
     torch.manual_seed(0)
     config = CVDMConfig(
-        condition_channels=1 if task == "sr" else 2, target_channels=1, preset="tiny",
+        condition_channels=1 if task == "sr" else 2,
+        target_channels=1,
+        preset="tiny",
         residual=task == "sr",
     )
     physics = (

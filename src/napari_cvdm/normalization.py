@@ -99,7 +99,9 @@ def fit_input_norm(
     or constant frame.
     """
     if not 0.0 <= p_low < p_high <= 100.0:
-        raise InputError(f"percentiles must satisfy 0 <= p_low < p_high <= 100, got {p_low}, {p_high}")
+        raise InputError(
+            f"percentiles must satisfy 0 <= p_low < p_high <= 100, got {p_low}, {p_high}"
+        )
     arr = _finite_frame(frame, "input frame") - float(offset_adu)
     low, high = np.percentile(arr, [p_low, p_high])
     if not high > low:
@@ -212,10 +214,16 @@ def qpi_rule(phi_norm: float = DEFAULT_PHI_NORM) -> dict[str, Any]:
 
 
 _RULE_KEYS = {
-    "sr": ({"task", "input", "target", "residual", "upsample"}, {"task", "input", "target", "residual"}),
+    "sr": (
+        {"task", "input", "target", "residual", "upsample"},
+        {"task", "input", "target", "residual"},
+    ),
     "qpi": ({"task", "input", "target", "residual"}, {"task", "input", "target", "residual"}),
 }
-_INPUT_KEYS = {"sr": {"kind", "offset_adu", "p_low", "p_high", "clip"}, "qpi": {"kind", "background", "clip"}}
+_INPUT_KEYS = {
+    "sr": {"kind", "offset_adu", "p_low", "p_high", "clip"},
+    "qpi": {"kind", "background", "clip"},
+}
 _INPUT_KIND = {"sr": "percentile", "qpi": "contrast"}
 _TARGET = {"sr": ("minmax", set()), "qpi": ("phase", {"phi_norm"})}
 

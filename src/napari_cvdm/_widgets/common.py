@@ -19,6 +19,7 @@ __all__ = [
     "RunButton",
     "RunState",
     "RunStatus",
+    "describe_error",
     "device_choices",
     "device_tooltip",
     "notify",
@@ -185,3 +186,41 @@ def device_tooltip() -> str:
     if reasons:
         text += " Missing GPU: " + "; ".join(reasons) + f". To use a GPU see {CUDA_GUIDE}"
     return text
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming what went wrong in a job and what to do about it.
+
+    ``UserError`` messages already say both. Out-of-memory and unsupported-operation failures
+    from torch are mapped to an action; anything else is reported as a bug.
+    """
+    from ..errors import DeviceError, ModelFileError, UserError
+
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, ModelFileError):
+        return f"Model file problem: {text}"
+    if isinstance(exc, DeviceError):
+        return f"Device problem: {text}"
+    if isinstance(exc, UserError):
+        return f"Input problem: {text}"
+    name = type(exc).__name__
+    lowered = text.lower()
+    if name == "OutOfMemoryError" or "out of memory" in lowered:
+        return (
+            "Out of GPU memory while sampling. Set a smaller tile size (e.g. 256), fewer "
+            f"samples, or choose the CPU device. ({name}: {text.splitlines()[0]})"
+        )
+    if isinstance(exc, MemoryError):
+        return (
+            "Out of memory (RAM). Reconstruct the current frame only, or use fewer samples or a "
+            "smaller tile size."
+        )
+    if "mps" in lowered and (isinstance(exc, NotImplementedError) or "not implemented" in lowered):
+        return (
+            "An operation is not supported on Apple MPS. Choose the CPU device "
+            f"(or set PYTORCH_ENABLE_MPS_FALLBACK=1 before starting napari). ({text})"
+        )
+    return (
+        f"Reconstruction failed unexpectedly ({name}: {text.splitlines()[0]}). This is a bug in "
+        "napari-cvdm: please report it with the napari-cvdm version and the input's shape."
+    )

@@ -149,18 +149,14 @@ class OutputLayers:
         colormap: str,
         visible: bool,
         contrast: tuple[float, float],
-        t_star: np.ndarray | None = None,
+        t_star_axis: bool = False,
     ) -> Any:
         data = np.ascontiguousarray(data, dtype=np.float32)
-        if t_star is None:
+        if not t_star_axis:
             geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape)
-        else:  # γ(t*, x): t* on the leading axis, the rest on the output grid
+        else:  # γ(t*, x): the index of t* on a leading slider axis (values in metadata)
             geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape[1:])
-            steps = np.diff(np.asarray(t_star, dtype=float))
-            step = float(steps.mean()) if steps.size and steps.mean() > 0 else 1.0
-            geometry = prepend_axis(
-                geometry, scale=step, translate=float(np.asarray(t_star)[0]), label="t*"
-            )
+            geometry = prepend_axis(geometry, label="t*")
         name = self.names[role]
         layer = self.layers.get(role)
         if layer is None and name in self.viewer.layers:
@@ -252,8 +248,8 @@ class OutputLayers:
                 contrast=percentile_limits(schedule, 0.0, 100.0),
             )
         if gamma is not None:
-            if t_star is None:
-                t_star = np.arange(np.shape(gamma)[0], dtype=float)
+            if t_star is not None:
+                provenance = {**provenance, "t_star": [float(t) for t in np.ravel(t_star)]}
             self._put(
                 "gamma",
                 gamma,
@@ -261,7 +257,7 @@ class OutputLayers:
                 colormap="viridis",
                 visible=False,
                 contrast=percentile_limits(gamma, 0.0, 100.0),
-                t_star=np.asarray(t_star),
+                t_star_axis=True,
             )
 
     def mark(self, **fields: Any) -> None:

@@ -35,13 +35,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "reconstruct it with the bundled default model(s), and write TIFFs and a PNG figure."
         ),
     )
-    parser.add_argument("--output-dir", type=Path, default=Path("napari-cvdm-demo"), metavar="DIR",
-                        help="folder for the results (default ./napari-cvdm-demo)")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("napari-cvdm-demo"),
+        metavar="DIR",
+        help="folder for the results (default ./napari-cvdm-demo)",
+    )
     parser.add_argument("--samples", type=int, default=4, help="samples for mean/std (default 4)")
-    parser.add_argument("--steps", type=int, default=20, help="reverse diffusion steps (default 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated sample and sampler")
+    parser.add_argument(
+        "--steps", type=int, default=20, help="reverse diffusion steps (default 20)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the simulated sample and sampler"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--size", type=int, default=128, help="widefield size in pixels (default 128)")
+    parser.add_argument(
+        "--size", type=int, default=128, help="widefield size in pixels (default 128)"
+    )
     return parser
 
 
@@ -83,7 +94,9 @@ def save_figure(path: Path, panels: list[tuple[str, Any, str]], title: str) -> P
     for ax, (label, image, cmap) in zip(np.atleast_1d(axes), panels):
         data = np.asarray(image, dtype=np.float32)
         lo, hi = np.percentile(data, [0.5, 99.5])
-        shown = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+        shown = ax.imshow(
+            data, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest"
+        )
         ax.set_title(label, fontsize=10)
         ax.set_axis_off()
         fig.colorbar(shown, ax=ax, shrink=0.75)
@@ -91,7 +104,11 @@ def save_figure(path: Path, panels: list[tuple[str, Any, str]], title: str) -> P
     return _write_png(fig, path)
 
 
-def _run_task(task: str, args: argparse.Namespace, folder: Path, params: Any, stream: Any) -> list[Path]:
+def _run_task(
+    task: str, args: argparse.Namespace, folder: Path, params: Any, stream: Any
+) -> tuple[list[Path], bool]:
+    """Simulate, reconstruct and write one task's files; returns them and whether the model
+    was untrained ([] when no model of the task is available)."""
     import numpy as np
 
     from ..io import write_tiff
@@ -100,37 +117,67 @@ def _run_task(task: str, args: argparse.Namespace, folder: Path, params: Any, st
 
     loaded = _model_for(task, stream)
     if loaded is None:
-        print(f"napari-cvdm demo: no trained {task.upper()} model available; skipping {task.upper()}", file=stream)
-        return []
+        print(
+            f"napari-cvdm demo: no trained {task.upper()} model available; skipping {task.upper()}",
+            file=stream,
+        )
+        return [], False
     rng = np.random.default_rng(args.seed)
     physics = loaded.metadata["physics"]
     if task == "sr":
         from ..physics.fluorescence import simulate_sr_pair
 
-        sample = simulate_sr_pair(rng, size=args.size, structure="microtubules", photons=1000.0,
-                                  na=physics["na"], wavelength_um=physics["wavelength_um"])
+        sample = simulate_sr_pair(
+            rng,
+            size=args.size,
+            structure="microtubules",
+            photons=1000.0,
+            na=physics["na"],
+            wavelength_um=physics["wavelength_um"],
+        )
         image, truth = sample.widefield, sample.target
         in_px = float(sample.metadata["widefield_pixel_size_um"])
         out_px = float(sample.metadata["target_pixel_size_um"])
-        options = {"pixel_size_um": in_px, "offset_adu": float(sample.metadata["camera"]["offset_adu"])}
+        options = {
+            "pixel_size_um": in_px,
+            "offset_adu": float(sample.metadata["camera"]["offset_adu"]),
+        }
         shown_input, truth_label, cmap = image, "ground truth", "gray"
     else:
         from ..physics.qpi import simulate_qpi_stack
 
-        sample = simulate_qpi_stack(rng, size=2 * args.size, wavelength_um=physics["wavelength_um"],
-                                    pixel_size_um=physics["pixel_size_um"], dz_um=physics["dz_um"])
+        sample = simulate_qpi_stack(
+            rng,
+            size=2 * args.size,
+            wavelength_um=physics["wavelength_um"],
+            pixel_size_um=physics["pixel_size_um"],
+            dz_um=physics["dz_um"],
+        )
         image, truth = sample.stack, sample.phase
         in_px = out_px = float(sample.metadata["pixel_size_um"])
-        options = {"pixel_size_um": in_px, "wavelength_um": sample.metadata["wavelength_um"],
-                   "dz_um": sample.metadata["dz_um"]}
+        options = {
+            "pixel_size_um": in_px,
+            "wavelength_um": sample.metadata["wavelength_um"],
+            "dz_um": sample.metadata["dz_um"],
+        }
         shown_input, truth_label, cmap = image[-1] - image[0], "true phase (rad)", "gray"
-    events = reconstruct(image, loaded, params, input_name=f"simulated {task.upper()} sample", **options)
+    events = reconstruct(
+        image, loaded, params, input_name=f"simulated {task.upper()} sample", **options
+    )
     result = reconstruct_file(events, f"{task.upper()} demo", stream)
-    extra = {"demo": True, "model_untrained": bool(loaded.metadata["training"].get("untrained", False))}
-    written = [write_tiff(folder / f"{task}_input.tif", image, in_px, {"demo": task, **sample.metadata})]
+    extra = {
+        "demo": True,
+        "model_untrained": bool(loaded.metadata["training"].get("untrained", False)),
+    }
+    written = [
+        write_tiff(folder / f"{task}_input.tif", image, in_px, {"demo": task, **sample.metadata})
+    ]
     written.append(write_tiff(folder / f"{task}_ground_truth.tif", truth, out_px, {"demo": task}))
     written += write_outputs(folder, task, result, out_px, extra)
-    title = f"{task.upper()} demo, model {loaded.name}: {params.n_samples} samples × {params.steps} steps"
+    title = (
+        f"{task.upper()} demo, model {loaded.name}: "
+        f"{params.n_samples} samples × {params.steps} steps"
+    )
     if extra["model_untrained"]:
         title += " (UNTRAINED model: output is meaningless)"
     input_label = "widefield input (ADU)" if task == "sr" else "I(+dz) − I(−dz)"
@@ -142,7 +189,7 @@ def _run_task(task: str, args: argparse.Namespace, folder: Path, params: Any, st
         (truth_label, truth, cmap),
     ]
     written.append(save_figure(folder / f"{task}_figure.png", panels, title))
-    return written
+    return written, extra["model_untrained"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,9 +201,18 @@ def run(args: argparse.Namespace) -> int:
     ).validate()
     folder = check_output_dir(args.output_dir)
     written: list[Path] = []
+    untrained = False
     for task in ("sr", "qpi"):
-        written += _run_task(task, args, folder, params, sys.stderr)
+        files, task_untrained = _run_task(task, args, folder, params, sys.stderr)
+        written += files
+        untrained = untrained or task_untrained
     print(f"napari-cvdm demo: wrote {len(written)} files to {folder.resolve()}:")
     for path in written:
         print(f"  {path}")
+    if untrained:
+        print(
+            "napari-cvdm demo: NOTE: these results come from an UNTRAINED model (see the warning "
+            "above); they show that the pipeline runs, not what CVDM can do",
+            file=sys.stderr,
+        )
     return 0

@@ -41,14 +41,18 @@ def format_table(infos: list[Any]) -> str:
         for i in infos
     ]
     widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.registry import list_models, user_models_dir
+    from .predict import print_warnings
 
-    infos = list_models(getattr(args, "task", None))
+    with print_warnings(sys.stderr, "napari-cvdm models"):
+        infos = list_models(getattr(args, "task", None))
     if not infos:
         print(
             f"no models found; trained models go in {user_models_dir()} "

@@ -38,26 +38,63 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
-    parser.add_argument("--model", required=True, help="model name (see `napari-cvdm models`) or .safetensors path")
-    parser.add_argument("--output-dir", required=True, type=Path, metavar="DIR", help="folder for the results")
-    parser.add_argument("--samples", type=int, default=4, help="samples per frame for mean/std (default 4)")
-    parser.add_argument("--steps", type=int, default=20, help="reverse diffusion steps (default 20)")
+    parser.add_argument(
+        "--model", required=True, help="model name (see `napari-cvdm models`) or .safetensors path"
+    )
+    parser.add_argument(
+        "--output-dir", required=True, type=Path, metavar="DIR", help="folder for the results"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=4, help="samples per frame for mean/std (default 4)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=20, help="reverse diffusion steps (default 20)"
+    )
     parser.add_argument("--sampler", choices=("ancestral", "ddim"), default="ancestral")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--tile", type=int, default=None, help="tile size in output pixels (large images)")
-    parser.add_argument("--pixel-size", type=float, default=None, metavar="UM",
-                        help="input pixel size in µm (overrides the file's)")
-    parser.add_argument("--na", type=float, default=None, help="SR: objective NA (default: the model's)")
-    parser.add_argument("--wavelength", type=float, default=None, metavar="UM",
-                        help="emission (SR) or illumination (QPI) wavelength in µm")
-    parser.add_argument("--offset", type=float, default=None, metavar="ADU",
-                        help="SR: camera offset in ADU (default: the model's)")
-    parser.add_argument("--focus-axis", type=int, default=None, help="QPI: focus axis (default: before Y)")
-    parser.add_argument("--planes", type=int, nargs=2, default=None, metavar=("MINUS", "PLUS"),
-                        help="QPI: indices of the -dz and +dz planes (default: first and last)")
-    parser.add_argument("--dz", type=float, default=None, metavar="UM", help="QPI: defocus distance in µm")
+    parser.add_argument(
+        "--tile", type=int, default=None, help="tile size in output pixels (large images)"
+    )
+    parser.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        metavar="UM",
+        help="input pixel size in µm (overrides the file's)",
+    )
+    parser.add_argument(
+        "--na", type=float, default=None, help="SR: objective NA (default: the model's)"
+    )
+    parser.add_argument(
+        "--wavelength",
+        type=float,
+        default=None,
+        metavar="UM",
+        help="emission (SR) or illumination (QPI) wavelength in µm",
+    )
+    parser.add_argument(
+        "--offset",
+        type=float,
+        default=None,
+        metavar="ADU",
+        help="SR: camera offset in ADU (default: the model's)",
+    )
+    parser.add_argument(
+        "--focus-axis", type=int, default=None, help="QPI: focus axis (default: before Y)"
+    )
+    parser.add_argument(
+        "--planes",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("MINUS", "PLUS"),
+        help="QPI: indices of the -dz and +dz planes (default: first and last)",
+    )
+    parser.add_argument(
+        "--dz", type=float, default=None, metavar="UM", help="QPI: defocus distance in µm"
+    )
     return parser
 
 
@@ -78,11 +115,20 @@ def check_output_dir(folder: Path) -> Path:
 
 def _task_options(args: argparse.Namespace, task: str, pixel_size: float | None) -> dict[str, Any]:
     if task == "sr":
-        opts = {"pixel_size_um": pixel_size, "na": args.na, "wavelength_um": args.wavelength,
-                "offset_adu": args.offset}
+        opts = {
+            "pixel_size_um": pixel_size,
+            "na": args.na,
+            "wavelength_um": args.wavelength,
+            "offset_adu": args.offset,
+        }
     else:
-        opts = {"pixel_size_um": pixel_size, "wavelength_um": args.wavelength, "dz_um": args.dz,
-                "focus_axis": args.focus_axis, "planes": args.planes}
+        opts = {
+            "pixel_size_um": pixel_size,
+            "wavelength_um": args.wavelength,
+            "dz_um": args.dz,
+            "focus_axis": args.focus_axis,
+            "planes": args.planes,
+        }
     return {k: v for k, v in opts.items() if v is not None}
 
 
@@ -94,14 +140,16 @@ def _read(path: str, pixel_size: float | None) -> tuple[Any, float | None, Any]:
     except UserError:
         raise
     except Exception as exc:  # any parser failure on a damaged file is the user's file problem
-        raise InputError(f"cannot read {path} ({type(exc).__name__}: {exc}); is it a valid image?") from None
+        raise InputError(
+            f"cannot read {path} ({type(exc).__name__}: {exc}); is it a valid image?"
+        ) from None
     if pixel_size is None and meta.pixel_size_um:
         pixel_size = float(meta.pixel_size_um[-1])
     return array, pixel_size, meta
 
 
 @contextmanager
-def _warnings_to(stream: Any, prefix: str) -> Iterator[None]:
+def print_warnings(stream: Any, prefix: str) -> Iterator[None]:
     """Print warnings raised inside the block as ``prefix: warning: ...`` lines."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -113,8 +161,13 @@ def _warnings_to(stream: Any, prefix: str) -> Iterator[None]:
                     print(f"{prefix}: warning: {w.message}", file=stream)
 
 
-def write_outputs(folder: Path, stem: str, result: Any, pixel_size: float | None,
-                  extra: dict[str, Any] | None = None) -> list[Path]:
+def write_outputs(
+    folder: Path,
+    stem: str,
+    result: Any,
+    pixel_size: float | None,
+    extra: dict[str, Any] | None = None,
+) -> list[Path]:
     """Write ``<stem>_{mean,std,schedule}.tif``; all three or none (written ones are removed)."""
     from ..io import write_tiff
 
@@ -122,7 +175,9 @@ def write_outputs(folder: Path, stem: str, result: Any, pixel_size: float | None
     try:
         for suffix, attr in OUTPUTS.items():
             meta = {**result.metadata, **(extra or {}), "output": suffix}
-            written.append(write_tiff(folder / f"{stem}_{suffix}.tif", getattr(result, attr), pixel_size, meta))
+            written.append(
+                write_tiff(folder / f"{stem}_{suffix}.tif", getattr(result, attr), pixel_size, meta)
+            )
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
@@ -162,15 +217,22 @@ def run(args: argparse.Namespace) -> int:
 
     prefix = "napari-cvdm predict"
     params = ReconstructionParams(
-        n_samples=args.samples, steps=args.steps, sampler=args.sampler, eta=args.eta,
-        seed=args.seed, device=args.device, tile=args.tile,
+        n_samples=args.samples,
+        steps=args.steps,
+        sampler=args.sampler,
+        eta=args.eta,
+        seed=args.seed,
+        device=args.device,
+        tile=args.tile,
     ).validate()
     if args.pixel_size is not None and not args.pixel_size > 0:
         raise InputError(f"--pixel-size must be a positive number of µm, got {args.pixel_size}")
     loaded = load_model(resolve_model(args.model), "cpu")
     task = loaded.metadata["task"]
     if task not in ("sr", "qpi"):
-        raise UserError(f"model {loaded.name!r} is a {task!r} model; predict needs an SR or QPI model")
+        raise UserError(
+            f"model {loaded.name!r} is a {task!r} model; predict needs an SR or QPI model"
+        )
 
     # 1. validate every input (and the output names) before writing anything
     stems: dict[str, str] = {}
@@ -180,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{path} and {stems[stem]} would both write {stem}_*.tif; rename one")
         stems[stem] = path
         array, pixel_size, _ = _read(path, args.pixel_size)
-        with _warnings_to(sys.stderr, prefix):
+        with print_warnings(sys.stderr, prefix):
             make_adapter(task, array, loaded.metadata, **_task_options(args, task, pixel_size))
         del array
     folder = check_output_dir(args.output_dir)
@@ -189,11 +251,17 @@ def run(args: argparse.Namespace) -> int:
     for stem, path in stems.items():
         array, pixel_size, meta = _read(path, args.pixel_size)
         options = _task_options(args, task, pixel_size)
-        with _warnings_to(sys.stderr, prefix):
-            events = reconstruct(array, loaded, params, input_name=os.path.basename(path), **options)
+        with print_warnings(sys.stderr, prefix):
+            events = reconstruct(
+                array, loaded, params, input_name=os.path.basename(path), **options
+            )
             result = reconstruct_file(events, f"{stem}")
         factor = result.metadata.get("resample_factor", 1.0) if task == "sr" else 1.0
-        out_pixel = None if pixel_size is None else (pixel_size / (2.0 * factor) if task == "sr" else pixel_size)
+        out_pixel = (
+            None
+            if pixel_size is None
+            else (pixel_size / (2.0 * factor) if task == "sr" else pixel_size)
+        )
         extra = {"source_metadata": {"pixel_size_um": meta.pixel_size_um, "axes": meta.axes}}
         written = write_outputs(folder, stem, result, out_pixel, extra)
         print("\n".join(str(p) for p in written))

@@ -73,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="any other simulator option, VALUE in JSON (e.g. --set background_e=20, "
-        '--set \'na=[1.3, 1.49]\'); repeatable',
+        "--set 'na=[1.3, 1.49]'); repeatable",
     )
     parser.add_argument("--ome", action="store_true", help="write OME-TIFF (.ome.tif)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing pairs")

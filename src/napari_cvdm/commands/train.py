@@ -2,14 +2,16 @@
 
 Writes the model file, a checkpoint (``MODEL.ckpt``, resumable with ``--resume``), a CSV log
 (``MODEL.log.csv``) and a PNG of the loss and validation curves (``MODEL.curves.png``) next to
-the output. Ctrl-C saves a checkpoint and the model, then exits with code 130.
+the output. Ctrl-C (or SIGTERM) saves a checkpoint and the model, then exits with code 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -47,6 +49,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--fp16", action="store_true", help="store the model's weights in float16 (half the size)")
+    parser.add_argument(
+        "--patches-per-frame", type=int, default=1,
+        help="synthetic data: random patches cut from each simulated frame (default 1)",
+    )
+    parser.add_argument(
+        "--sim", action="append", default=[], metavar="KEY=VALUE",
+        help="synthetic data: a simulator option (JSON value), e.g. --sim absorption='\"random\"' "
+        "or --sim photons=500; repeatable",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--name", help="model name (default: the output file's stem)")
     parser.add_argument("--description", default="", help="free-text description stored in the model")
@@ -112,12 +123,43 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         device=args.device, val_every=args.val_every, val_count=args.val_count,
         val_steps=args.val_steps, ckpt_every=args.ckpt_every, seed=args.seed, fp16=args.fp16,
         name=args.name, description=args.description,
+        patches_per_frame=args.patches_per_frame, synthetic_overrides=_sim_options(args.sim),
         command="napari-cvdm train " + " ".join(shlex.quote(a) for a in _argv_of(args)),
     )
 
 
+def _sim_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → simulator overrides (VALUE parsed as JSON, else kept as text)."""
+    import json
+
+    from ..errors import InputError
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--sim expects KEY=VALUE, got {item!r} (e.g. --sim photons=500)")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
 def _argv_of(args: argparse.Namespace) -> list[str]:
     return list(getattr(args, "_argv", None) or sys.argv[2:])
+
+
+def _terminate_as_interrupt() -> Any:
+    """Make SIGTERM (``kill PID``) behave like Ctrl-C, so it also saves a checkpoint; returns the
+    previous handler (None when not in the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
 
     events = train(config)
     finished: Finished | None = None
+    previous = _terminate_as_interrupt()
     try:
         for event in events:
             if isinstance(event, LossReport):
@@ -171,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
         # raised here between steps: let the trainer save its checkpoint and model
         finished = events.throw(KeyboardInterrupt())
         events.close()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if show:
         bar.close()
     flush_logs()

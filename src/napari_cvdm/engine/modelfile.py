@@ -104,7 +104,9 @@ def validate_metadata(meta: Any) -> dict[str, Any]:
     from ..normalization import validate_rule
 
     if not isinstance(meta, dict):
-        raise ModelFileError(f"model header must be a JSON object, not {type(meta).__name__}; {_FIX}")
+        raise ModelFileError(
+            f"model header must be a JSON object, not {type(meta).__name__}; {_FIX}"
+        )
     if missing := sorted(set(_REQUIRED) - set(meta)):
         raise ModelFileError(f"model header is missing {missing}; {_FIX}")
     if unknown := sorted(set(meta) - set(_REQUIRED) - set(_OPTIONAL)):
@@ -149,7 +151,8 @@ def validate_metadata(meta: Any) -> dict[str, Any]:
         value = meta["physics"].get(key)
         if not _is_number(value) or not value > 0:
             raise ModelFileError(
-                f"physics.{key} must be a positive number for a {task!r} model, got {value!r}; {_FIX}"
+                f"physics.{key} must be a positive number for a {task!r} model, "
+                f"got {value!r}; {_FIX}"
             )
     if "weights" in meta:
         weights = meta["weights"]
@@ -188,7 +191,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(
-            f"model file not found: {path}; check the path, or run `napari-cvdm models` to list models"
+            f"model file not found: {path}; check the path, "
+            "or run `napari-cvdm models` to list models"
         )
     try:
         with safe_open(str(path), framework="numpy") as fh:
@@ -200,15 +204,22 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         ) from None
     if raw is None:
         raise ModelFileError(
-            f"{path.name} has no napari-cvdm metadata header; only models saved by napari-cvdm can be used"
+            f"{path.name} has no napari-cvdm metadata header; "
+            "only models saved by napari-cvdm can be used"
         )
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ModelFileError(
-            f"the metadata header of {path.name} is not valid JSON ({exc}); the file was altered — {_FIX}"
+            f"the metadata header of {path.name} is not valid JSON ({exc}); "
+            f"the file was altered — {_FIX}"
         ) from None
-    return validate_metadata(meta)
+    validate_metadata(meta)
+    if "weights" not in meta:  # save_model always writes it; without it nothing checks the data
+        raise ModelFileError(
+            f"the header of {path.name} lacks the 'weights' digest; the file was altered — {_FIX}"
+        )
+    return meta
 
 
 def save_model(
@@ -319,13 +330,12 @@ def load_model(path: str | os.PathLike, device: Any = "cpu") -> LoadedModel:
 
 
 def _torch_device(device: Any) -> Any:
-    """A ``torch.device`` for ``device``; strings go through ``engine.device.resolve_device``."""
+    """A ``torch.device`` for ``device``; strings go through ``engine.device.resolve_device``
+    (without the ``NAPARI_CVDM_DEVICE`` override: workflows apply it when they run)."""
     import torch
 
     if isinstance(device, torch.device):
         return device
-    try:
-        from .device import resolve_device
-    except ImportError:  # pragma: no cover - engine.device not built yet in this checkout
-        return torch.device(device)
-    return resolve_device(device)
+    from .device import resolve_device
+
+    return resolve_device(device, honour_override=False)  # the caller's explicit choice

@@ -132,7 +132,9 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     looks_like_path = text.endswith(SUFFIX) or os.sep in text or "/" in text
     names = ", ".join(sorted({i.name for i in models})) or "none installed"
     if looks_like_path:
-        raise ModelFileError(f"model file not found: {text}; check the path (available models: {names})")
+        raise ModelFileError(
+            f"model file not found: {text}; check the path (available models: {names})"
+        )
     raise ModelFileError(
         f"unknown model {text!r}; available models: {names} "
         f"(user models go in {user_models_dir()}), or give the path of a .safetensors model file"

@@ -36,7 +36,7 @@ class MonotoneRho(nn.Module):
     ``g(t) = a + w⁺ t + Σ_j v⁺_j tanh(u⁺_j t + b_j)`` where ``p⁺ = softplus(p)`` makes the slopes
     positive, so ``g' ≥ 0``; then ``ρ' = softplus(g) + t σ(g) g' > 0`` for ``t ≥ 0`` and ``ρ(0) = 0``
     exactly, whatever the parameters. The default initialisation gives, with λ ≈ 3, a log-SNR going
-    from about +10 at ``t = 1/200`` to about −9 at ``t = 1``.
+    from about +11 at ``t = 1/200`` through about +1 at ``t = 0.5`` to about −11 at ``t = 1``.
 
     Args:
         hidden: number of tanh units in ``g``.

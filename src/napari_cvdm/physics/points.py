@@ -156,7 +156,7 @@ def worm_like_chains(
     Returns points (M, 2) µm, chain index (M,) and heading θ (M,) rad (direction of the step
     leaving each point); chain i has ceil(L_i/s) + 1 points. ``persistence_um=inf`` → straight.
     """
-    counts = np.maximum(1, np.ceil(np.asarray(lengths_um) / step_um)).astype(np.int64) + 1
+    counts = np.maximum(1, np.ceil(np.asarray(lengths_um) / step_um - 1e-9)).astype(np.int64) + 1
     chain = np.repeat(np.arange(counts.size), counts)
     first = np.cumsum(counts) - counts
     incr = rng.standard_normal(chain.size) * np.sqrt(step_um / persistence_um)
@@ -181,22 +181,26 @@ def uniform_chain_points(
     """Sample chains with (nearly) constant step ``step_um`` at ≤ ``max_spacing_um``.
 
     Each segment is split into m = ceil(step/max_spacing) equal parts, represented by their
-    midpoints with weight step/m (µm of curve). Segments starting outside ``extent_um`` (+0.1
+    midpoints with weight step/m (µm of curve); when m = 1 the chain points themselves are used
+    (each standing for the step that leaves it). Segments starting outside ``extent_um`` (+0.1
     µm) are skipped. Returns points (K, 2), chain index (K,), weights (K,).
     """
+    m = max(1, int(np.ceil(step_um / max_spacing_um - 1e-9)))
+    if m == 1:  # already fine enough: each point stands for the step that leaves it
+        keep = np.empty(chain.size, dtype=bool)
+        keep[:-1] = chain[:-1] == chain[1:]
+        keep[-1] = False
+        if extent_um is not None:
+            keep &= in_extent(points_um, extent_um, 0.1 + step_um)
+        return points_um[keep], chain[keep], np.full(int(keep.sum()), step_um)
     seg = np.flatnonzero(chain[:-1] == chain[1:])
     if extent_um is not None:
         seg = seg[in_extent(points_um[seg], extent_um, 0.1 + step_um)]
     a = points_um[seg]
     d = points_um[seg + 1] - a
-    m = max(1, int(np.ceil(step_um / max_spacing_um - 1e-9)))
-    if m == 1:
-        pts = a + 0.5 * d
-        ids = chain[seg]
-    else:
-        t = (np.arange(m) + 0.5) / m
-        pts = (a[:, None, :] + t[None, :, None] * d[:, None, :]).reshape(-1, 2)
-        ids = np.repeat(chain[seg], m)
+    t = (np.arange(m) + 0.5) / m
+    pts = (a[:, None, :] + t[None, :, None] * d[:, None, :]).reshape(-1, 2)
+    ids = np.repeat(chain[seg], m)
     return pts, ids, np.full(ids.size, step_um / m)
 
 

@@ -35,8 +35,8 @@ DEFAULT_GRIDS: dict[str, tuple] = {
     "rl": (5, 10, 20, 30, 50, 75, 100, 150, 200),
 }
 #: Defaults used when no tuned value is given (tuned on SR-A validation pairs at N_fg ≥ 1500).
-DEFAULT_WIENER_K = 1e-2
-DEFAULT_RL_ITERATIONS = 30
+DEFAULT_WIENER_K = 1e-3
+DEFAULT_RL_ITERATIONS = 100
 
 
 def _electrons(widefield_adu: np.ndarray, offset_adu: float, gain_adu_per_e: float) -> np.ndarray:
@@ -174,7 +174,7 @@ def richardson_lucy_iterates(
         obj = obj * np.clip(sfft.irfft2(sfft.rfft2(ratio) * h, s=shape), 0.0, None)
         if it in steps:
             final = sfft.irfft2(sfft.rfft2(obj) * h_sim, s=shape)
-            out[it] = final[crop].astype(np.float32)
+            out[it] = np.clip(final[crop], 0.0, None).astype(np.float32)  # FFT round-off
     return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,10 @@ STRUCTURE_PERCENTILE = 80.0
 @dataclass(frozen=True)
 class ReconstructionParams:
     """How to sample. ``group_size`` samples are drawn together (one ``PartialResult`` each);
-    ``None`` draws all ``n_samples`` at once. ``tile`` (target-grid pixels) enables per-step
-    tiling with ``tile_overlap``. ``t_star``: diffusion times of the γ/β map stacks."""
+    ``None`` draws all ``n_samples`` as one group (the sampler still batches them within its
+    memory budget). ``tile`` (target-grid pixels) enables per-step tiling with ``tile_overlap``
+    (default tile // 4); ``None`` tiles only when the sampler's memory budget requires it, ``0``
+    never tiles. ``t_star``: diffusion times of the γ/β map stacks."""
 
     n_samples: int = 4
     steps: int = 20
@@ -55,7 +57,7 @@ class ReconstructionParams:
     seed: int = 0
     device: str = "auto"
     tile: int | None = None
-    tile_overlap: int = 32
+    tile_overlap: int | None = None
     t_star: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
     group_size: int | None = None
 
@@ -64,12 +66,27 @@ class ReconstructionParams:
         checks = [
             (self.n_samples >= 1, f"n_samples must be >= 1, got {self.n_samples}"),
             (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
-            (self.sampler in ("ancestral", "ddim"), f"sampler must be 'ancestral' or 'ddim', got {self.sampler!r}"),
+            (
+                self.sampler in ("ancestral", "ddim"),
+                f"sampler must be 'ancestral' or 'ddim', got {self.sampler!r}",
+            ),
             (0.0 <= self.eta <= 1.0, f"eta must be in [0, 1], got {self.eta}"),
-            (self.tile is None or self.tile >= 16, f"tile must be >= 16 pixels, got {self.tile}"),
-            (self.tile_overlap >= 0, f"tile_overlap must be >= 0, got {self.tile_overlap}"),
-            (self.group_size is None or self.group_size >= 1, f"group_size must be >= 1, got {self.group_size}"),
-            (all(0.0 <= t <= 1.0 for t in self.t_star), f"t_star values must lie in [0, 1], got {self.t_star}"),
+            (
+                self.tile in (None, 0) or self.tile >= 16,
+                f"tile must be >= 16 pixels, got {self.tile}",
+            ),
+            (
+                self.tile_overlap is None or 0 <= self.tile_overlap < (self.tile or 2**31),
+                f"tile_overlap must be >= 0 and smaller than the tile, got {self.tile_overlap}",
+            ),
+            (
+                self.group_size is None or self.group_size >= 1,
+                f"group_size must be >= 1, got {self.group_size}",
+            ),
+            (
+                all(0.0 <= t <= 1.0 for t in self.t_star),
+                f"t_star values must lie in [0, 1], got {self.t_star}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -146,7 +163,9 @@ def _as_loaded(model: Any) -> Any:
         from ..engine.registry import resolve_model
 
         return load_model(resolve_model(model), "cpu")
-    raise InputError(f"model must be a loaded model, a model name or a file path, got {type(model).__name__}")
+    raise InputError(
+        f"model must be a loaded model, a model name or a file path, got {type(model).__name__}"
+    )
 
 
 def reconstruct(
@@ -165,7 +184,9 @@ def reconstruct(
     return _run(adapter, loaded, params, input_name)
 
 
-def _provenance(adapter: Any, loaded: Any, params: ReconstructionParams, device: Any) -> dict[str, Any]:
+def _provenance(
+    adapter: Any, loaded: Any, params: ReconstructionParams, device: Any
+) -> dict[str, Any]:
     from .. import __version__
 
     meta = loaded.metadata
@@ -183,7 +204,10 @@ def _provenance(adapter: Any, loaded: Any, params: ReconstructionParams, device:
         "samples_total": params.n_samples,
         "seed": params.seed,
         "device": str(device),
-        "tiling": {"tile": params.tile, "overlap": params.tile_overlap} if params.tile else None,
+        "tiling": {
+            "tile": "auto" if params.tile is None else params.tile,
+            "overlap": params.tile_overlap,
+        },
         "frames": adapter.frames,
         "normalization": {"rule": meta["normalization"], "frames": []},
         "t_star": list(params.t_star),
@@ -223,17 +247,18 @@ def _run(
             x = torch.from_numpy(np.ascontiguousarray(prep.condition[None], np.float32)).to(device)
             stats = RunningStats()
             stage = f"frame {index + 1}/{frames}" if frames > 1 else "sampling"
-            for g, size in enumerate(params.group_sizes()):
-                for event in _sample_group(model, x, params, size, seed=_group_seed(params.seed, index, g)):
-                    if isinstance(event, Progress):
-                        done += 1
-                        yield Progress(done, total, stage)
-                    else:
-                        stats.add(prep.to_physical(event))
+            for event in _sample_frame(model, x, params, seed=_frame_seed(params.seed, index)):
+                if isinstance(event, Progress):
+                    done += 1
+                    yield Progress(done, total, stage)
+                    continue
+                stats.add(prep.to_physical(event))
                 mean[where] = stats.mean
                 std[where] = stats.std
                 meta["samples_done"] = stats.n
-                yield PartialResult(mean.copy(), std.copy(), stats.n, params.n_samples, index, frames)
+                yield PartialResult(
+                    mean.copy(), std.copy(), stats.n, params.n_samples, index, frames
+                )
             maps = _schedule_outputs(model, x, params.t_star, mean[where])
             schedule[where] = maps["lambda"]
             gamma[(slice(None), *where)] = maps["gamma"]
@@ -245,8 +270,14 @@ def _run(
         meta["timestamp"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         curves["t"] = _curve_times()
         result = Reconstruction(
-            mean=mean, std=std, schedule=schedule, gamma=gamma, beta=beta,
-            t_star=np.asarray(params.t_star, np.float32), curves=curves, metadata=meta,
+            mean=mean,
+            std=std,
+            schedule=schedule,
+            gamma=gamma,
+            beta=beta,
+            t_star=np.asarray(params.t_star, np.float32),
+            curves=curves,
+            metadata=meta,
         )
         yield Finished(result, info={"frames": frames, "steps": done})
     finally:
@@ -254,9 +285,9 @@ def _run(
         free_device_memory(device)
 
 
-def _group_seed(seed: int, frame: int, group: int) -> int:
-    """A distinct, reproducible seed per (frame, group) from the user's seed."""
-    state = np.random.SeedSequence([int(seed), int(frame), int(group)]).generate_state(1)
+def _frame_seed(seed: int, frame: int) -> int:
+    """A distinct, reproducible sampler seed per frame (frame 0 of a stack = the same 2-D image)."""
+    state = np.random.SeedSequence([int(seed), int(frame)]).generate_state(1)
     return int(state[0])
 
 
@@ -270,22 +301,32 @@ def _curve_times() -> np.ndarray:
     return np.linspace(0.0, 1.0, CURVE_POINTS, dtype=np.float32)
 
 
-def _sample_group(model: Any, x: Any, params: ReconstructionParams, size: int, seed: int) -> Iterator[Any]:
-    """Yield ``Progress`` per reverse step, then the group's samples as numpy (S, H, W)."""
-    from ..engine.sampling import sample
+def _sample_frame(model: Any, x: Any, params: ReconstructionParams, seed: int) -> Iterator[Any]:
+    """Yield ``Progress`` per reverse step and each group's samples (g, H, W) in model units."""
+    from ..engine.sampling import SampleGroup, sample
 
     for event in sample(
-        model, x, n_samples=size, steps=params.steps, sampler=params.sampler, eta=params.eta,
-        seed=seed, tile=params.tile, tile_overlap=params.tile_overlap,
+        model,
+        x,
+        n_samples=params.n_samples,
+        steps=params.steps,
+        sampler=params.sampler,
+        eta=params.eta,
+        seed=seed,
+        tile=params.tile,
+        tile_overlap=params.tile_overlap,
+        group_size=params.group_size or params.n_samples,
     ):
-        if isinstance(event, Progress):
-            yield event
+        if isinstance(event, SampleGroup):
+            samples = event.samples.float().numpy()
+            yield samples[:, 0]
         else:
-            samples = np.asarray(event.samples.detach().float().cpu())
-            yield samples.reshape(-1, *samples.shape[-2:])[:size]
+            yield event
 
 
-def _schedule_outputs(model: Any, x: Any, t_star: tuple[float, ...], mean: np.ndarray) -> dict[str, np.ndarray]:
+def _schedule_outputs(
+    model: Any, x: Any, t_star: tuple[float, ...], mean: np.ndarray
+) -> dict[str, np.ndarray]:
     """λ map (H, W), γ/β stacks (T*, H, W) and structure/background curves (K,) of one frame.
 
     Structure = pixels of the (physical) mean at or above its 80th percentile; a region
@@ -306,8 +347,3 @@ def _schedule_outputs(model: Any, x: Any, t_star: tuple[float, ...], mean: np.nd
     for name in _CURVE_NAMES:
         out[name] = curves[name].float().cpu().numpy()
     return out
-
-
-def with_params(params: ReconstructionParams, **changes: Any) -> ReconstructionParams:
-    """A copy of ``params`` with ``changes`` (validated)."""
-    return replace(params, **changes).validate()

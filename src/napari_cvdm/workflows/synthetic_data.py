@@ -73,13 +73,17 @@ def _physics_from(task: str, metadata: dict[str, Any]) -> dict[str, float]:
 class SyntheticPairs:
     """Training data simulated on the fly by the task's recipe (``overrides`` go to the simulator).
 
-    ``physics`` holds the recipe's nominal parameters for the model file (the defaults of
+    ``patches_per_frame`` > 1 cuts that many random patches from each simulated frame (fewer
+    simulations per batch when patches are much smaller than the frames; the batch then holds
+    ``ceil(batch / patches_per_frame)`` distinct frames). ``physics`` holds the recipe's nominal
+    parameters for the model file (the defaults of
     SR-A / QPI-A; jittered values vary per sample and are not recorded).
     """
 
     task: str
     seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
+    patches_per_frame: int = 1
     physics: dict[str, float] = field(default_factory=dict)
     description: dict[str, Any] = field(default_factory=dict)
 
@@ -96,18 +100,21 @@ class SyntheticPairs:
         }
 
     def train_batch(self, rng: np.random.Generator, batch: int, patch: int) -> PairBatch:
-        """``batch`` freshly simulated frames, one random augmented patch from each."""
+        """``batch`` augmented patches cut from freshly simulated frames."""
+        if self.patches_per_frame < 1:
+            raise InputError(f"patches_per_frame must be >= 1, got {self.patches_per_frame}")
         conditions, targets = [], []
-        for _ in range(batch):
+        while len(targets) < batch:
             pair, _meta = _simulate(self.task, rng, self.overrides)
             if patch > min(pair.target.shape[-2:]):
                 raise InputError(
                     f"patch size {patch} is larger than the simulated frames "
                     f"({pair.target.shape[-1]} px); use --patch {pair.target.shape[-1]} or less"
                 )
-            one = _random_patches([pair], rng, 1, patch)
-            conditions.append(one.condition[0])
-            targets.append(one.target[0])
+            count = min(self.patches_per_frame, batch - len(targets))
+            some = _random_patches([pair], rng, count, patch)
+            conditions.extend(some.condition)
+            targets.extend(some.target)
         return PairBatch(np.stack(conditions), np.stack(targets))
 
     def validation_batch(self, patch: int, count: int = 4) -> PairBatch:

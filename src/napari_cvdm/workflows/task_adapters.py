@@ -31,7 +31,14 @@ from ..normalization import (
     qpi_contrast,
 )
 
-__all__ = ["MIN_SIZE", "PreparedFrame", "QPIAdapter", "SRAdapter", "make_adapter", "upsample_condition"]
+__all__ = [
+    "MIN_SIZE",
+    "PreparedFrame",
+    "QPIAdapter",
+    "SRAdapter",
+    "make_adapter",
+    "upsample_condition",
+]
 
 #: smallest accepted Y/X size of an input frame (pixels)
 MIN_SIZE = 8
@@ -63,7 +70,9 @@ class PreparedFrame:
     target grid; ``norm`` the JSON-ready normalisation of this frame."""
 
     condition: np.ndarray
-    to_physical: Any  # callable: samples (S, H, W) model units -> physical units
+    to_physical: (
+        Any  # samples (S, H, W) model units -> physical units (x_up added back if residual)
+    )
     norm: dict[str, Any]
 
 
@@ -72,7 +81,9 @@ def _check_image(image: Any, min_ndim: int, what: str) -> np.ndarray:
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise InputError(f"the {what} has dtype {arr.dtype}; give a real-valued numeric image")
     if arr.ndim < min_ndim:
-        raise InputError(f"the {what} must have at least {min_ndim} dimensions, got shape {arr.shape}")
+        raise InputError(
+            f"the {what} must have at least {min_ndim} dimensions, got shape {arr.shape}"
+        )
     if arr.size == 0:
         raise InputError(f"the {what} is empty (shape {arr.shape}); give a non-empty image")
     if min(arr.shape[-2:]) < MIN_SIZE:
@@ -114,9 +125,14 @@ class SRAdapter:
         self.offset = float(rule["offset_adu"] if offset_adu is None else offset_adu)
         self.percentiles = (float(rule["p_low"]), float(rule["p_high"]))
         self.resample_method = resample_method
+        self.residual = bool(metadata["architecture"].get("residual", False))
         self.lead = self.image.shape[:-2]
         self.factor = 1.0
-        self.optics: dict[str, Any] = {"pixel_size_um": pixel_size_um, "na": na, "wavelength_um": wavelength_um}
+        self.optics: dict[str, Any] = {
+            "pixel_size_um": pixel_size_um,
+            "na": na,
+            "wavelength_um": wavelength_um,
+        }
         if pixel_size_um is not None:
             self.factor = self._resample_factor(pixel_size_um, na, wavelength_um)
         h, w = self.image.shape[-2:]
@@ -126,7 +142,9 @@ class SRAdapter:
         self.output_shape = (*self.lead, 2 * self.frame_shape[0], 2 * self.frame_shape[1])
         self.norms = [self._fit(idx) for idx in np.ndindex(*self.lead)]  # validates every frame
 
-    def _resample_factor(self, pixel_size_um: float, na: float | None, wavelength_um: float | None) -> float:
+    def _resample_factor(
+        self, pixel_size_um: float, na: float | None, wavelength_um: float | None
+    ) -> float:
         from ..physics.psf import psf_width_px, resample_factor_for_model
 
         p = self.physics
@@ -167,7 +185,12 @@ class SRAdapter:
         norm = self.norms[index]
         # percentiles come from the original frame: resampling is linear, so the map is the same
         condition = upsample_condition(normalize_input(self._frame(idx), norm))[None]
-        return PreparedFrame(condition, lambda s, n=norm: denormalize(s, n), norm.to_dict())
+        x_up = condition[0] if self.residual else 0.0
+
+        def to_physical(samples: np.ndarray) -> np.ndarray:
+            return denormalize(np.asarray(samples, np.float64) + x_up, norm)
+
+        return PreparedFrame(condition, to_physical, norm.to_dict())
 
     def output_pixel_size(self, pixel_size_um: float | None) -> float | None:
         """Output pixel (µm) for an input pixel ``pixel_size_um``: Δx / (2 · factor)."""
@@ -223,7 +246,12 @@ class QPIAdapter:
         self.focus_axis = axis % arr.ndim
         nz = self.image.shape[-3]
         planes = (0, nz - 1) if planes is None else tuple(int(p) for p in planes)
-        if nz < 2 or len(planes) != 2 or planes[0] == planes[1] or not all(-nz <= p < nz for p in planes):
+        if (
+            nz < 2
+            or len(planes) != 2
+            or planes[0] == planes[1]
+            or not all(-nz <= p < nz for p in planes)
+        ):
             raise InputError(
                 f"QPI needs two distinct planes (−dz, +dz) of the {nz}-plane focus axis, got "
                 f"planes={planes}; give planes=(i, j) with 0 <= i, j < {nz}"
@@ -233,7 +261,11 @@ class QPIAdapter:
         self.phi_norm = float(metadata["normalization"]["target"].get("phi_norm", DEFAULT_PHI_NORM))
         self.lead = self.image.shape[:-3]
         self.output_shape = (*self.lead, *self.image.shape[-2:])
-        self.optics = {"wavelength_um": wavelength_um, "dz_um": dz_um, "pixel_size_um": pixel_size_um}
+        self.optics = {
+            "wavelength_um": wavelength_um,
+            "dz_um": dz_um,
+            "pixel_size_um": pixel_size_um,
+        }
         self.defocus_D = self._check_defocus(metadata["physics"])
         for index in range(self.frames):  # validate every frame before any work
             self._contrast(index)
@@ -243,7 +275,11 @@ class QPIAdapter:
         if None in (lam, dz, dx):
             return None
         d_user = float(lam) * float(dz) / float(dx) ** 2
-        d_train = float(physics["wavelength_um"]) * float(physics["dz_um"]) / float(physics["pixel_size_um"]) ** 2
+        d_train = (
+            float(physics["wavelength_um"])
+            * float(physics["dz_um"])
+            / float(physics["pixel_size_um"]) ** 2
+        )
         if not 0.5 <= d_user / d_train <= 2.0:
             warnings.warn(
                 f"the defocus number D = λ·dz/Δx² = {d_user:.1f} of this stack is far from the "
@@ -273,7 +309,11 @@ class QPIAdapter:
         return PreparedFrame(
             self._contrast(index),
             lambda s: model_to_phase(s, phi_norm),
-            {"contrast": "I/I_bg-1", "background": self.background or "median", "phi_norm": phi_norm},
+            {
+                "contrast": "I/I_bg-1",
+                "background": self.background or "median",
+                "phi_norm": phi_norm,
+            },
         )
 
     def output_pixel_size(self, pixel_size_um: float | None) -> float | None:
@@ -292,7 +332,9 @@ def make_adapter(task: str, image: Any, metadata: dict[str, Any], **options: Any
     """The adapter for ``task`` ("sr"/"qpi"); unknown options raise ``InputError``."""
     cls = {"sr": SRAdapter, "qpi": QPIAdapter}.get(task)
     if cls is None:
-        raise InputError(f"models of task {task!r} cannot reconstruct images; use an SR or QPI model")
+        raise InputError(
+            f"models of task {task!r} cannot reconstruct images; use an SR or QPI model"
+        )
     try:
         return cls(image, metadata, **options)
     except TypeError as exc:

@@ -85,6 +85,7 @@ class TrainConfig:
     command: str = ""
     physics: dict[str, float] = field(default_factory=dict)
     synthetic_overrides: dict[str, Any] = field(default_factory=dict)
+    patches_per_frame: int = 1
     prefetch: int = 2
 
     def learning_rate(self) -> float:
@@ -109,7 +110,8 @@ class TrainConfig:
         """Raise :class:`InputError` for settings that cannot work."""
         if self.task not in ("sr", "qpi"):
             raise InputError(f"task must be 'sr' or 'qpi', got {self.task!r}")
-        for key in ("steps", "batch", "patch", "val_every", "ckpt_every", "val_count", "val_steps"):
+        for key in ("steps", "batch", "patch", "val_every", "ckpt_every", "val_count", "val_steps",
+                    "patches_per_frame"):
             if int(getattr(self, key)) < 1:
                 raise InputError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.patch % 8:
@@ -225,7 +227,7 @@ def train(
         )
     source = data if data is not None else make_training_data(
         config.task, config.data, seed=config.seed, val_fraction=config.val_fraction,
-        overrides=config.synthetic_overrides,
+        overrides=config.synthetic_overrides, patches_per_frame=config.patches_per_frame,
     )
     model, origin = _build_model(config, resume)
     if config.freeze_schedule:

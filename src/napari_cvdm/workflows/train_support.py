@@ -150,21 +150,24 @@ def preview_montage(condition: np.ndarray, prediction: np.ndarray, target: np.nd
     return np.concatenate(rows, axis=0).astype(np.float32)
 
 
-def _sample_mean(model: torch.nn.Module, x: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
-    """One few-step sample per validation patch (model units, residual added back)."""
-    from ..engine.sampling import sample
+def _sample_patches(model: torch.nn.Module, x: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
+    """One few-step DDIM sample per validation patch: (N, C_y, P, P) model units (residual
+    not yet added back). Seeded per patch, so the same EMA weights give the same result."""
+    from ..engine.sampling import SampleGroup, sample
 
-    result = None
-    for event in sample(model, x, n_samples=1, steps=steps, seed=seed):
-        samples = getattr(event, "samples", None)
-        if samples is not None:
-            result = samples
-    if result is None:
-        raise RuntimeError("the sampler finished without returning samples")
-    result = torch.as_tensor(result)
-    if result.dim() == 5:  # (B, S, C, H, W) -> mean over samples
-        result = result.mean(dim=1)
-    return result
+    out = []
+    for index in range(x.shape[0]):
+        samples = None
+        for event in sample(
+            model, x[index : index + 1], n_samples=1, steps=steps, sampler="ddim",
+            seed=seed + index, channels_last=False,
+        ):
+            if isinstance(event, SampleGroup):
+                samples = event.samples
+        if samples is None:
+            raise RuntimeError("the sampler finished without a sample group")
+        out.append(samples.reshape(-1, *samples.shape[-3:])[:1].float().cpu())
+    return torch.cat(out)
 
 
 def _safe(metric: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
@@ -191,9 +194,10 @@ def run_validation(
         torch.manual_seed(config.seed + 7919)
         losses = ema.loss(x, y - x[:, : y.shape[1]] if residual else y)
     metrics = {"loss": float(losses["total"].detach())}
-    with torch.no_grad():
-        pred = _sample_mean(ema, x, config.val_steps, config.seed).to(device)
-    pred_np = pred.detach().float().cpu().numpy()
+    pred = _sample_patches(ema, x, config.val_steps, config.seed)
+    if residual:
+        pred = pred + x[:, : pred.shape[1]].float().cpu()
+    pred_np = pred.numpy()
     target_np = batch.target
     if config.task == "sr":
         per = [_safe(sr_metrics, p[0], t[0]) for p, t in zip(pred_np, target_np)]

@@ -384,6 +384,7 @@ def make_training_data(
     seed: int = 0,
     val_fraction: float = 0.2,
     overrides: dict[str, Any] | None = None,
+    patches_per_frame: int = 1,
 ) -> TrainingData:
     """The data source for ``data``: ``"synthetic"``, a folder, or a ready source (returned as is)."""
     if not isinstance(data, str | os.PathLike):
@@ -395,7 +396,9 @@ def make_training_data(
     if str(data) == "synthetic":
         from .synthetic_data import SyntheticPairs
 
-        return SyntheticPairs(task, seed=seed, overrides=dict(overrides or {}))
+        return SyntheticPairs(
+            task, seed=seed, overrides=dict(overrides or {}), patches_per_frame=patches_per_frame
+        )
     folder = Path(data)
     if not folder.is_dir():
         raise InputError(

@@ -1,0 +1,666 @@
+"""The Reconstruct widget: CVDM super-resolution (SR) or quantitative phase (QPI) in napari.
+
+A :class:`magicgui.widgets.Container` whose sub-widgets are public attributes (tests set values
+and call :meth:`ReconstructWidget.run` / :meth:`ReconstructWidget.cancel` directly). Run
+snapshots the inputs into a :class:`~._widgets.reconstruct_job.ReconstructionJob` and starts a
+napari thread worker over :func:`napari_cvdm.workflows.predict.reconstruct`; layers, the progress
+bar and the form change only in the worker's callbacks (main thread).
+
+Importing this module imports no torch (the engine and workflows are imported in functions);
+building the widget imports torch to list the devices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    SpinBox,
+)
+
+from . import common
+from .common import RunButton, RunState, RunStatus
+from .outputs import OutputLayers, layer_geometry, output_names, pixel_size_um
+from .reconstruct_job import (
+    JobFailed,
+    ReconstructionJob,
+    default_threads,
+    group_size_for,
+    run_job,
+    select_frames,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["LOAD_FROM_FILE", "ReconstructWidget"]
+
+LOAD_FROM_FILE = "<load model from file>"
+LOAD_LABEL = "Load model from file…"
+MODES = [("Super-resolution (SR, widefield → 2× grid)", "sr"), ("Quantitative phase (QPI)", "qpi")]
+CURRENT, ALL = "current frame", "all frames"
+_MIN_NDIM = {"sr": 2, "qpi": 3}
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+class ReconstructWidget(Container):
+    """Reconstruct an image layer with a CVDM model; see the module docstring and docs/usage.md."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.status = RunStatus()
+        self.worker: Any = None
+        self._job_stream: Any = None
+        self._outputs: OutputLayers | None = None
+        self._pbar: Any = None
+        self._aborted = False
+        self._extra_models: list[str] = []
+        self._samples_touched = False
+        self._meta_cache: dict[tuple[str, float], Any] = {}
+
+        self.mode = ComboBox(label="mode", choices=MODES, value="sr")
+        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.image_info = Label(label="")
+        self.model = ComboBox(label="model", choices=self._model_choices)
+        self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
+        self.model_info = Label(label="")
+        self.pixel_size_um = FloatSpinBox(
+            label="pixel size (µm)", min=0.0, max=100.0, step=0.0001, value=0.0
+        )
+        self.pixel_size_um.tooltip = "Input pixel size; 0 = unknown (assume the model's)"
+        self.wavelength_um = FloatSpinBox(
+            label="wavelength (µm)", min=0.0, max=10.0, step=0.001, value=0.0
+        )
+        self.na = FloatSpinBox(label="NA", min=0.0, max=1.7, step=0.01, value=0.0)
+        self.focus_axis = SpinBox(label="focus axis", min=0, max=0, value=0)
+        self.plane_minus = SpinBox(label="plane at −dz", min=0, max=0, value=0)
+        self.plane_plus = SpinBox(label="plane at +dz", min=0, max=0, value=0)
+        self.dz_um = FloatSpinBox(label="dz (µm)", min=0.0, max=1000.0, step=0.01, value=0.0)
+        self.dz_um.tooltip = "Defocus of the two planes from focus (half their distance)"
+        self.qpi_box = Container(
+            widgets=[self.focus_axis, self.plane_minus, self.plane_plus, self.dz_um],
+            labels=True,
+            visible=False,
+        )
+        self.qpi_box.margins = (0, 0, 0, 0)
+        self.samples = SpinBox(label="samples", min=1, max=256, value=4)
+        self.steps = SpinBox(label="steps", min=1, max=2000, value=20)
+        self.sampler = ComboBox(label="sampler", choices=["ancestral", "ddim"], value="ancestral")
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
+        self.device = ComboBox(label="device", choices=common.device_choices())
+        self.device_info = Label(label="")
+        self.tile_size = SpinBox(label="tile size (px)", min=0, max=8192, step=16, value=0)
+        self.tile_size.tooltip = "Tiles blended every step (output-grid pixels); 0 = whole frame"
+        self.frames = ComboBox(label="frames", choices=[CURRENT, ALL], value=ALL)
+        self.keep_previous = CheckBox(text="keep previous results", value=False)
+        self.run_button = RunButton(self.status, self.run, self.cancel)
+        self.status_label = Label(label="")
+        self.extend(
+            [
+                self.mode,
+                self.image,
+                self.image_info,
+                self.model,
+                self.model_file,
+                self.model_info,
+                self.pixel_size_um,
+                self.wavelength_um,
+                self.na,
+                self.qpi_box,
+                self.samples,
+                self.steps,
+                self.sampler,
+                self.seed,
+                self.device,
+                self.device_info,
+                self.tile_size,
+                self.frames,
+                self.keep_previous,
+                self.run_button.widget,
+                self.status_label,
+            ]
+        )
+        self.device.tooltip = common.device_tooltip()
+        self.model_file.visible = False
+
+        self.mode.changed.connect(self._on_mode)
+        self.image.changed.connect(self._on_image)
+        self.model.changed.connect(self._on_model)
+        self.model_file.changed.connect(self._on_model_file)
+        self.device.changed.connect(self._on_device)
+        self.focus_axis.changed.connect(self._on_focus_axis)
+        self.plane_minus.changed.connect(self._update_dz)
+        self.plane_plus.changed.connect(self._update_dz)
+        self.samples.changed.connect(self._on_samples)
+        for widget in (
+            self.pixel_size_um, self.wavelength_um, self.na, self.dz_um,
+            self.steps, self.tile_size, self.frames,
+        ):  # fmt: skip
+            widget.changed.connect(self.validate)
+        self.status.changed.connect(self._show_status)
+        viewer.layers.selection.events.active.connect(self._on_active_layer)
+        self._on_active_layer()
+        self._on_device()
+        self._on_image()
+        self._on_model()
+
+    # ------------------------------------------------------------------ choices
+
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        need = _MIN_NDIM[self.mode.value] if hasattr(self, "mode") else 2
+        out = []
+        for layer in self.viewer.layers:
+            if not isinstance(layer, Image) or layer.ndim < need or layer.rgb:
+                continue
+            if "cvdm" in (layer.metadata or {}):  # our own outputs are not inputs
+                continue
+            shape = "×".join(str(s) for s in layer.data.shape)
+            out.append((f"{layer.name} ({shape})", layer))
+        return out
+
+    def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        from ..engine.registry import list_models
+
+        task = self.mode.value if hasattr(self, "mode") else "sr"
+        out = [
+            (f"{info.name} [{info.source}]", str(info.path))
+            for info in list_models(task)
+        ]
+        listed = {value for _, value in out}
+        for path in self._extra_models:
+            meta = self._model_meta(path)
+            if path not in listed and isinstance(meta, dict) and meta["task"] == task:
+                out.append((f"{meta['name']} [file]", path))
+        out.append((LOAD_LABEL, LOAD_FROM_FILE))
+        return out
+
+    def _model_meta(self, path: str | Path | None) -> dict[str, Any] | Exception | None:
+        """The model header (cached by path and mtime), or the ModelFileError it raised."""
+        from ..engine.modelfile import read_metadata
+        from ..errors import ModelFileError
+
+        if path is None:
+            return None
+        path = Path(path)
+        try:
+            key = (str(path), path.stat().st_mtime)
+        except OSError:
+            key = (str(path), -1.0)
+        if key not in self._meta_cache:
+            try:
+                self._meta_cache[key] = read_metadata(path)
+            except ModelFileError as exc:
+                self._meta_cache[key] = exc
+        return self._meta_cache[key]
+
+    def model_path(self) -> Path | None:
+        """The chosen model file, or None (no file chosen yet)."""
+        value = self.model.value
+        if value == LOAD_FROM_FILE:
+            chosen = self.model_file.value
+            if chosen is None or str(chosen) in ("", ".") or not Path(chosen).is_file():
+                return None
+            return Path(chosen)
+        return None if value is None else Path(value)
+
+    # ------------------------------------------------------------------ form logic
+
+    def _layer(self) -> Any:
+        return self.image.value
+
+    def reset_choices(self, *_: Any) -> None:
+        """Called by napari when layers are inserted, removed or reordered."""
+        super().reset_choices()
+        self._on_active_layer()
+
+    def _on_active_layer(self, *_: Any) -> None:
+        """Follow the layer list: the active layer becomes the input when it is a valid one."""
+        active = self.viewer.layers.selection.active
+        current = self.image.value
+        if not self.status.idle or active is None:
+            return
+        if current is not None and current.name == active.name:
+            return
+        for choice in self.image.choices:  # napari hands plugins proxies: compare names
+            if choice is not None and choice.name == active.name:
+                self.image.value = choice
+                return
+
+    def _on_mode(self, *_: Any) -> None:
+        self.qpi_box.visible = self.mode.value == "qpi"
+        self.image.reset_choices()
+        self.model.reset_choices()
+        self._on_image()
+        self._on_model()
+
+    def _on_image(self, *_: Any) -> None:
+        layer = self._layer()
+        if layer is None:
+            self.image_info.value = "no suitable image layer"
+            self.validate()
+            return
+        px = pixel_size_um(layer)
+        meta = layer.metadata or {}
+        if px is None and isinstance(meta.get("pixel_size_um"), int | float):
+            px = float(meta["pixel_size_um"])
+        self.pixel_size_um.value = px or 0.0
+        for field, key in ((self.wavelength_um, "wavelength_um"), (self.na, "na")):
+            value = meta.get(key)
+            if isinstance(value, int | float) and value > 0:
+                field.value = float(value)
+        units = getattr(layer, "units", None)
+        unit = str(units[-1]) if units is not None else "pixel"
+        self.image_info.value = (
+            f"shape {tuple(layer.data.shape)}, scale {tuple(_fmt(s) for s in layer.scale)} "
+            f"{unit}"
+        )
+        leading = layer.ndim - (3 if self.mode.value == "qpi" else 2)
+        self.frames.enabled = leading > 0
+        if self.mode.value == "qpi" and layer.ndim >= 3:
+            self.focus_axis.max = layer.ndim - 3
+            self.focus_axis.value = layer.ndim - 3
+            self._on_focus_axis()
+        self._prefill_optics_from_model(only_missing=True)
+        self.validate()
+
+    def _on_focus_axis(self, *_: Any) -> None:
+        layer = self._layer()
+        if layer is None or layer.ndim < 3:
+            return
+        nz = int(layer.data.shape[self.focus_axis.value])
+        for spin in (self.plane_minus, self.plane_plus):
+            spin.max = max(nz - 1, 0)
+        self.plane_minus.value = 0
+        self.plane_plus.value = max(nz - 1, 0)
+        self._update_dz()
+
+    def _update_dz(self, *_: Any) -> None:
+        """dz = half the distance of the two planes: from ``z_offsets_um`` in the layer metadata,
+        else from a length unit on the focus axis, else the metadata's ``dz_um``."""
+        layer = self._layer()
+        if layer is None or layer.ndim < 3:
+            return
+        axis, lo, hi = self.focus_axis.value, self.plane_minus.value, self.plane_plus.value
+        meta = layer.metadata or {}
+        offsets = meta.get("z_offsets_um")
+        units = getattr(layer, "units", None)
+        dz = None
+        if isinstance(offsets, list | tuple) and len(offsets) == layer.data.shape[axis]:
+            dz = abs(float(offsets[hi]) - float(offsets[lo])) / 2
+        elif units is not None and str(units[axis].dimensionality) == "[length]":
+            step = float((float(layer.scale[axis]) * units[axis]).to("micrometer").magnitude)
+            dz = abs(hi - lo) * step / 2
+        elif isinstance(meta.get("dz_um"), int | float):
+            dz = float(meta["dz_um"])
+        if dz:
+            self.dz_um.value = dz
+        self.validate()
+
+    def _on_model(self, *_: Any) -> None:
+        self.model_file.visible = self.model.value == LOAD_FROM_FILE
+        self._prefill_optics_from_model(only_missing=False)
+        self.validate()
+
+    def _on_model_file(self, *_: Any) -> None:
+        path = self.model_path()
+        meta = self._model_meta(path)
+        if path is not None and isinstance(meta, dict) and meta["task"] == self.mode.value:
+            if str(path) not in self._extra_models:
+                self._extra_models.append(str(path))
+            self.model.reset_choices()
+            self.model.value = str(path)  # listed from now on; hides the file field
+            return
+        self._on_model()
+
+    def _prefill_optics_from_model(self, only_missing: bool) -> None:
+        meta = self._model_meta(self.model_path())
+        layer = self._layer()
+        layer_meta = (layer.metadata or {}) if layer is not None else {}
+        if not isinstance(meta, dict):
+            return
+        physics = meta["physics"]
+        for field, key in ((self.wavelength_um, "wavelength_um"), (self.na, "na")):
+            from_layer = isinstance(layer_meta.get(key), int | float) and layer_meta[key] > 0
+            if from_layer or (only_missing and field.value > 0):
+                continue
+            value = physics.get(key)
+            if isinstance(value, int | float) and value > 0:
+                field.value = float(value)
+        if self.dz_um.value <= 0 and isinstance(physics.get("dz_um"), int | float):
+            self.dz_um.value = float(physics["dz_um"])
+
+    def _on_samples(self, *_: Any) -> None:
+        if not getattr(self, "_setting_samples", False):
+            self._samples_touched = True
+
+    def _on_device(self, *_: Any) -> None:
+        from ..errors import DeviceError
+
+        try:
+            from ..engine.device import resolve_device
+
+            resolved = str(resolve_device(self.device.value))
+        except DeviceError as exc:
+            self.device_info.value = f"unavailable: {exc}"
+            self.validate()
+            return
+        self.device_info.value = f"using {resolved}"
+        if not self._samples_touched:
+            self._setting_samples = True
+            self.samples.value = 4 if resolved == "cpu" else 8
+            self._setting_samples = False
+        self.validate()
+
+    def problem(self) -> str | None:
+        """What stops a run right now (with what to do), or None when everything is valid."""
+        mode = self.mode.value
+        layer = self._layer()
+        if layer is None:
+            if mode == "qpi":
+                return (
+                    "No through-focus stack: QPI needs an image layer with at least 3 axes "
+                    "(Z, Y, X). Open one (e.g. File → Open Sample → napari CVDM) or switch to SR."
+                )
+            return "No image layer: open a 2-D widefield image (or a T/Z stack of them)."
+        if layer.ndim < _MIN_NDIM[mode]:
+            return (
+                f"{layer.name} has {layer.ndim} axes; {mode.upper()} needs at least "
+                f"{_MIN_NDIM[mode]} (choose another layer or switch mode)."
+            )
+        path = self.model_path()
+        if path is None:
+            return "No model chosen: pick a model, or choose 'Load model from file…' and a file."
+        meta = self._model_meta(path)
+        if isinstance(meta, Exception):
+            return f"Model file problem: {meta}"
+        if meta["task"] != mode:
+            return (
+                f"The model {meta['name']!r} is a {meta['task'].upper()} model; pick a "
+                f"{mode.upper()} model or switch the mode to {meta['task'].upper()}."
+            )
+        if mode == "qpi":
+            nz = int(layer.data.shape[self.focus_axis.value])
+            if nz < 2 or self.plane_minus.value == self.plane_plus.value:
+                return (
+                    f"QPI needs two different planes at −dz and +dz; the focus axis "
+                    f"{self.focus_axis.value} has {nz} plane(s). Pick the focus axis and two planes."
+                )
+            if self.dz_um.value <= 0 or self.wavelength_um.value <= 0:
+                return "Enter dz and the wavelength (µm) of this stack."
+        if 0 < self.tile_size.value < 16:
+            return "The tile size must be 0 (whole frame) or at least 16 pixels."
+        if self.device_info.value.startswith("unavailable"):
+            return f"Device {self.device.value}: {self.device_info.value}"
+        return None
+
+    def validate(self, *_: Any) -> str | None:
+        """Re-check the form: Run is disabled with the problem as tooltip; returns it."""
+        if not hasattr(self, "run_button"):
+            return None
+        problem = self.problem()
+        self.run_button.set_problem(problem)
+        meta = self._model_meta(self.model_path())
+        if isinstance(meta, dict):
+            self.model_info.value = _describe_model(meta)
+            self.model_info.tooltip = meta.get("description", "")
+        else:
+            self.model_info.value = "" if meta is None else "cannot read this model file"
+        if self.status.idle:
+            self.status_label.value = problem or self._resampling_note(meta) or "ready"
+        return problem
+
+    def _resampling_note(self, meta: Any) -> str:
+        model_px = meta["physics"].get("pixel_size_um") if isinstance(meta, dict) else None
+        px = self.pixel_size_um.value
+        if not model_px:
+            return ""
+        if px <= 0:
+            return f"pixel size unknown: assuming the model's {_fmt(model_px)} µm"
+        if abs(px / model_px - 1) > 0.02:
+            return (
+                f"input pixel {_fmt(px)} µm ≠ model's {_fmt(model_px)} µm: "
+                "the input will be resampled to the model's PSF width in pixels"
+            )
+        return ""
+
+    def _show_status(self) -> None:
+        status = self.status
+        if status.state is RunState.IDLE:
+            self.validate()
+        elif status.total:
+            self.status_label.value = f"{status.message}: step {status.step}/{status.total}"
+        else:
+            self.status_label.value = status.message
+
+    # ------------------------------------------------------------------ run / cancel
+
+    def snapshot(self) -> tuple[ReconstructionJob, dict[str, Any]]:
+        """Freeze the inputs for one run: the job and what the output layers need."""
+        from ..workflows.predict import ReconstructionParams
+
+        layer = self._layer()
+        mode = self.mode.value
+        focus = self.focus_axis.value if mode == "qpi" else None
+        current = None
+        if self.frames.value == CURRENT and self.frames.enabled:
+            current = tuple(layer.world_to_data(self.viewer.dims.point))
+        image, drop_axes, new_focus = select_frames(
+            layer.data, mode=mode, focus_axis=focus, current=current
+        )
+        px = self.pixel_size_um.value or None
+        options: dict[str, Any] = {"input_name": layer.name, "pixel_size_um": px}
+        if mode == "sr":
+            options.update(na=self.na.value or None, wavelength_um=self.wavelength_um.value or None)
+            offset = (layer.metadata or {}).get("offset_adu")
+            if isinstance(offset, int | float):
+                options["offset_adu"] = float(offset)
+        else:
+            options.update(
+                focus_axis=new_focus,
+                planes=(self.plane_minus.value, self.plane_plus.value),
+                wavelength_um=self.wavelength_um.value,
+                dz_um=self.dz_um.value,
+            )
+        params = ReconstructionParams(
+            n_samples=self.samples.value,
+            steps=self.steps.value,
+            sampler=self.sampler.value,
+            seed=self.seed.value,
+            device=self.device.value,
+            tile=self.tile_size.value or None,
+            group_size=group_size_for(self.samples.value),
+        )
+        job = ReconstructionJob(
+            image=image,
+            model_path=self.model_path(),
+            params=params,
+            task_options=options,
+            threads=default_threads(),
+        )
+        extras = {
+            "drop_axes": drop_axes,
+            "input_yx": tuple(int(s) for s in layer.data.shape[-2:]),
+            "frames": self.frames.value if self.frames.enabled else ALL,
+            "frame_index": None if current is None else [int(round(c)) for c in current[:-2]],
+            "na": self.na.value or None,
+        }
+        return job, extras
+
+    def run(self) -> None:
+        """Start a reconstruction (Run). Problems found before starting give one warning."""
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        if not self.status.idle:
+            return
+        problem = self.validate()
+        if problem:
+            common.notify(problem, "warning")
+            return
+        layer = self._layer()
+        try:
+            job, extras = self.snapshot()
+        except (ValueError, MemoryError) as exc:  # snapshot indexing/copy of the layer data
+            common.notify(common.describe_error(exc), "error")
+            return
+        warning = _memory_warning(job)
+        if warning:
+            common.notify(warning, "warning")
+        names = output_names(
+            layer.name, [lyr.name for lyr in self.viewer.layers], self.keep_previous.value
+        )
+        self._outputs = OutputLayers(
+            viewer=self.viewer,
+            names=names,
+            source=layer_geometry(layer),
+            drop_axes=extras["drop_axes"],
+            input_yx=extras["input_yx"],
+            mean_colormap=layer.colormap.name if self.mode.value == "sr" else "gray",
+            source_metadata=dict(layer.metadata or {}),
+        )
+        self._extras = {"input_name": layer.name, **extras}
+        self._aborted = False
+        self._pbar = progress(total=0, desc=f"CVDM {self.mode.value.upper()}: {layer.name}")
+        self._job_stream = run_job(job)
+        stream = self._job_stream
+
+        def passthrough():  # a generator function, so napari makes a GeneratorWorker
+            yield from stream
+
+        self.worker = create_worker(passthrough, _start_thread=False)
+        self.worker.yielded.connect(self._on_event)
+        self.worker.aborted.connect(self._on_aborted)
+        self.worker.finished.connect(self._on_finished)
+        self.status.update(state=RunState.RUNNING, step=0, total=0, message="loading model")
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Cancel: the worker stops at its next yield (within one diffusion step)."""
+        if self.status.state is RunState.RUNNING and self.worker is not None:
+            self.status.update(state=RunState.CANCELLING, message="cancelling")
+            self.worker.quit()
+
+    # ------------------------------------------------------------------ worker callbacks
+
+    def _provenance(self, base: dict[str, Any]) -> dict[str, Any]:
+        extras = self._extras
+        prov = {**base, "input_name": extras["input_name"], "frames_selection": extras["frames"]}
+        if extras["frame_index"] is not None:
+            prov["frame_index"] = extras["frame_index"]
+        if self.mode.value == "qpi" and extras["na"]:
+            prov["optics"] = {**prov.get("optics", {}), "na": extras["na"]}
+        return prov
+
+    def _on_event(self, event: Any) -> None:
+        from ..workflows.events import Finished, PartialResult, Progress
+
+        if isinstance(event, Progress):
+            if self._pbar.total != event.total:
+                self._pbar.total = event.total
+            self._pbar.update(event.step - self._pbar.n)
+            self.status.update(step=event.step, total=event.total, message=event.stage)
+        elif isinstance(event, PartialResult):
+            self._outputs.show_running(
+                event.mean,
+                event.std,
+                self._provenance(
+                    {
+                        "mode": self.mode.value,
+                        "status": "running",
+                        "samples_done": event.samples_done,
+                        "samples_total": event.samples_total,
+                        "frame": event.frame,
+                        "frames": event.frames_total,
+                    }
+                ),
+            )
+        elif isinstance(event, Finished):
+            rec = event.result
+            provenance = self._provenance(dict(rec.metadata))
+            self._outputs.finish(
+                rec.mean, rec.std, rec.schedule, rec.gamma, rec.t_star, provenance
+            )
+            factor = float(rec.metadata.get("resample_factor") or 1.0)
+            if abs(factor - 1.0) > 1e-6:
+                common.notify(
+                    f"The input was resampled by ×{factor:.3f} to match the model's PSF width in "
+                    "pixels (its training pixel size and optics); the output grid is set "
+                    "accordingly.",
+                    "info",
+                )
+        elif isinstance(event, JobFailed):
+            common.notify(common.describe_error(event.error), "error")
+
+    def _on_aborted(self) -> None:
+        self._aborted = True
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        if self._job_stream is not None:
+            self._job_stream.close()  # frees device memory if the job was cancelled mid-way
+            self._job_stream = None
+        if self._aborted and self._outputs is not None and self._outputs.created:
+            self._outputs.mark(status="cancelled")
+        self.worker = None
+        self.status.update(state=RunState.IDLE, step=0, total=0, message="")
+
+
+def _describe_model(meta: dict[str, Any]) -> str:
+    """One line: task, training pixel size and optics of a model header."""
+    physics = meta["physics"]
+    parts = [meta["task"].upper()]
+    if meta["task"] == "sr":
+        parts.append(f"×{_fmt(physics.get('upscale', 2))}")
+    if physics.get("pixel_size_um"):
+        parts.append(f"trained at {_fmt(physics['pixel_size_um'])} µm/px")
+    if physics.get("na"):
+        parts.append(f"NA {_fmt(physics['na'])}")
+    if physics.get("wavelength_um"):
+        parts.append(f"λ {_fmt(physics['wavelength_um'])} µm")
+    if physics.get("dz_um"):
+        parts.append(f"dz {_fmt(physics['dz_um'])} µm")
+    parts.append(str(meta["architecture"].get("preset", "")))
+    text = " · ".join(p for p in parts if p)
+    if meta.get("training", {}).get("untrained"):
+        text += " · UNTRAINED (random weights, demo only)"
+    return text
+
+
+def _memory_warning(job: ReconstructionJob) -> str | None:
+    """A warning when the output arrays would need more than half the RAM."""
+    import os
+
+    image, options = job.image, job.task_options
+    if "planes" in options:  # QPI: same Y/X, the focus axis is gone
+        out_pixels = image.size // max(image.shape[options.get("focus_axis") or 0], 1)
+    else:  # SR: 2x on Y and X
+        out_pixels = image.size * 4
+    layers = 3 + 2 * len(job.params.t_star)  # mean, std, λ, γ and β stacks
+    need = out_pixels * 4 * layers * 2  # float32; the worker's buffers and the layers' copies
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    if need > total / 2:
+        return (
+            f"The outputs need about {need / 1e9:.1f} GB, more than half of this computer's "
+            f"{total / 1e9:.1f} GB of RAM. Reconstruct the current frame only if napari runs "
+            "out of memory."
+        )
+    return None
