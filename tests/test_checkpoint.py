@@ -43,7 +43,9 @@ def test_round_trip_restores_model_optimizer_and_info(tmp_path):
         assert torch.equal(data.ema_state[key], value * 2)
     model2, opt2 = _state()
     opt2.load_state_dict(data.optimizer_state)
-    for (i, a), (j, b) in zip(opt.state_dict()["state"].items(), opt2.state_dict()["state"].items()):
+    for (i, a), (j, b) in zip(
+        opt.state_dict()["state"].items(), opt2.state_dict()["state"].items()
+    ):
         assert i == j
         for key in a:
             assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key]))
@@ -58,8 +60,12 @@ def test_rng_state_round_trip(tmp_path):
     expected = torch.rand(4)
     model, opt = _state()
     save_checkpoint(
-        tmp_path / "a.ckpt", step=1, model_state=model.state_dict(), ema_state={},
-        optimizer_state=opt.state_dict(), rng_state=state,
+        tmp_path / "a.ckpt",
+        step=1,
+        model_state=model.state_dict(),
+        ema_state={},
+        optimizer_state=opt.state_dict(),
+        rng_state=state,
     )
     torch.manual_seed(999)
     restore_rng_state(load_checkpoint(tmp_path / "a.ckpt").rng_state)

@@ -91,7 +91,9 @@ def test_every_loss_term_finite_and_reaches_every_parameter(embed_dim):
         assert value.ndim == 0 and torch.isfinite(value), name
     params = dict(model.named_parameters())
     for name in ("total", "diff"):
-        grads = torch.autograd.grad(losses[name], list(params.values()), retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(
+            losses[name], list(params.values()), retain_graph=True, allow_unused=True
+        )
         missing = [n for n, g in zip(params, grads) if g is None or not torch.any(g != 0)]
         assert not missing, f"{name}: no gradient for {missing}"
     schedule_params = {n: p for n, p in params.items() if not n.startswith("denoiser.")}
@@ -99,7 +101,11 @@ def test_every_loss_term_finite_and_reaches_every_parameter(embed_dim):
         grads = torch.autograd.grad(
             losses[name], list(schedule_params.values()), retain_graph=True, allow_unused=True
         )
-        missing = [n for n, g in zip(schedule_params, grads) if g is None or not torch.all(torch.isfinite(g))]
+        missing = [
+            n
+            for n, g in zip(schedule_params, grads)
+            if g is None or not torch.all(torch.isfinite(g))
+        ]
         assert not missing, f"{name}: no gradient for {missing}"
         assert any(torch.any(g != 0) for g in grads)
 
@@ -168,14 +174,22 @@ def test_schedule_maps_and_curves():
     with torch.no_grad():
         model.lambda_net.unet.out_conv.weight.zero_()
         curves = model.schedule_curves(x, mask, n_t=11)
-    assert curves["t"].shape == curves["beta_structure"].shape == curves["gamma_background"].shape == (11,)
+    assert (
+        curves["t"].shape
+        == curves["beta_structure"].shape
+        == curves["gamma_background"].shape
+        == (11,)
+    )
     assert curves["structure_fraction"].item() == pytest.approx(24 / 120)
     # with a uniform λ both regions have the same curves
     torch.testing.assert_close(curves["gamma_structure"], curves["gamma_background"])
     assert curves["gamma_structure"][0].item() == 1.0
     assert torch.all(curves["beta_structure"] > 0)
     empty = model.schedule_curves(x, torch.zeros(10, 12, dtype=torch.bool), n_t=4)
-    assert torch.isnan(empty["gamma_structure"]).all() and torch.isfinite(empty["gamma_background"]).all()
+    assert (
+        torch.isnan(empty["gamma_structure"]).all()
+        and torch.isfinite(empty["gamma_background"]).all()
+    )
 
 
 def test_tiny_model_fits_a_toy_conditional_distribution(one_thread):

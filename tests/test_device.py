@@ -93,4 +93,3 @@ def test_prepare_environment_sets_mps_fallback_on_macos(clean_env):
     import os
 
     assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
-

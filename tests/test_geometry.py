@@ -79,8 +79,9 @@ def test_layer_kwargs_only_has_known_fields():
 
 
 def test_prepend_axis_for_gamma_stack():
-    g = output_geometry((0.1, 0.1), (0.0, 0.0), sr_factor=2, units=("µm", "µm"),
-                        axis_labels=("y", "x"))
+    g = output_geometry(
+        (0.1, 0.1), (0.0, 0.0), sr_factor=2, units=("µm", "µm"), axis_labels=("y", "x")
+    )
     h = prepend_axis(g, scale=0.25, label="t*")
     assert_allclose(h.scale, (0.25, 0.05, 0.05))
     assert_allclose(h.translate, (0.0, -0.025, -0.025))

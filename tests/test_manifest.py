@@ -107,7 +107,9 @@ def test_sample_commands_do_not_import_torch(key):
         "assert layers and all(a.dtype.name == 'float32' for a, _ in layers)\n"
         "print('torch' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
 

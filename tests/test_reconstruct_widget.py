@@ -78,16 +78,34 @@ def names(viewer) -> list[str]:
 
 def test_widget_defaults_devices_and_idle_state(viewer_widget):
     viewer, widget = viewer_widget
-    values = [value for _, value in widget.device.choices] if isinstance(
-        widget.device.choices[0], tuple
-    ) else list(widget.device.choices)
+    values = (
+        [value for _, value in widget.device.choices]
+        if isinstance(widget.device.choices[0], tuple)
+        else list(widget.device.choices)
+    )
     assert values[0] == "auto" and "cpu" in values
     assert widget.device_info.value == "using cpu"  # CI / NAPARI_CVDM_DEVICE=cpu
-    assert widget.samples.value == 4  # CPU default
+    assert widget.samples.value == 4 and widget.steps.value == 20  # CPU defaults
     assert widget.run_button.widget.text == "Run"
     assert not widget.run_button.widget.enabled  # no image yet
     assert "No image layer" in widget.run_button.widget.tooltip
     assert widget.status.idle
+
+
+def test_gpu_defaults_unless_the_user_changed_them(viewer_widget, monkeypatch):
+    import torch
+
+    from napari_cvdm.engine import device
+
+    viewer, widget = viewer_widget
+    monkeypatch.setattr(device, "resolve_device", lambda name: torch.device("cuda:0"))
+    widget._on_device()
+    assert widget.device_info.value == "using cuda:0"
+    assert (widget.samples.value, widget.steps.value) == (8, 50)
+    widget.samples.value = 3  # the user's choice is kept from now on
+    monkeypatch.setattr(device, "resolve_device", lambda name: torch.device("cpu"))
+    widget._on_device()
+    assert (widget.samples.value, widget.steps.value) == (3, 20)
 
 
 def test_model_list_shows_user_models_by_task(viewer_widget, models, cache):
@@ -136,7 +154,10 @@ def test_sr_end_to_end_layers_geometry_and_rerun(viewer_widget, models, qtbot):
         "sr_widefield_cvdm_gamma",
     ]
     mean, std = viewer.layers["sr_widefield_cvdm"], viewer.layers["sr_widefield_cvdm_std"]
-    schedule, gamma = viewer.layers["sr_widefield_cvdm_schedule"], viewer.layers["sr_widefield_cvdm_gamma"]
+    schedule, gamma = (
+        viewer.layers["sr_widefield_cvdm_schedule"],
+        viewer.layers["sr_widefield_cvdm_gamma"],
+    )
     for layer in (mean, std, schedule):
         assert layer.data.shape == (256, 256)
         assert layer.data.dtype == np.float32
@@ -185,8 +206,14 @@ def test_sr_time_stack_all_frames_and_current_frame(viewer_widget, models, qtbot
     rng = np.random.default_rng(0)
     stack = (100 + rng.poisson(50, size=(3, 32, 32))).astype(np.float32)
     stack[:, 10:14, :] += 400  # some structure
-    viewer.add_image(stack, name="movie", scale=(2.0, 0.0626, 0.0626), translate=(10.0, 1.0, 2.0),
-                     units=("s", "µm", "µm"), axis_labels=("t", "y", "x"))
+    viewer.add_image(
+        stack,
+        name="movie",
+        scale=(2.0, 0.0626, 0.0626),
+        translate=(10.0, 1.0, 2.0),
+        units=("s", "µm", "µm"),
+        axis_labels=("t", "y", "x"),
+    )
     use_model(widget, models["sr"])
     widget.steps.value, widget.samples.value = 2, 2
     assert widget.frames.enabled
@@ -206,9 +233,11 @@ def test_sr_time_stack_all_frames_and_current_frame(viewer_widget, models, qtbot
     widget.keep_previous.value = True
     run_and_wait(qtbot, widget)
     single = viewer.layers["movie_cvdm_2"]
-    assert single.data.shape == (64, 64)
-    assert_allclose(single.scale, (0.0313, 0.0313))
-    assert single.metadata["cvdm"]["frame_index"] == [2]
+    assert single.data.shape == (1, 64, 64)  # stays at the time of frame 2
+    assert_allclose(single.scale, (2.0, 0.0313, 0.0313))
+    assert_allclose(single.translate, (14.0, 1.0 - 0.01565, 2.0 - 0.01565))
+    assert single.metadata["cvdm"]["frame_index"] == {"0": 2}
+    assert viewer.layers["movie_cvdm_gamma_2"].data.shape == (5, 1, 64, 64)
 
 
 def test_sr_resampled_input_keeps_field_of_view(viewer_widget, models, qtbot):
@@ -292,7 +321,7 @@ def test_cancel_before_first_sample_group_adds_no_layers(viewer_widget, models, 
         assert widget.run_button.widget.text == "Cancelling…"
         assert not widget.run_button.widget.enabled
         qtbot.waitUntil(lambda: widget.status.idle, timeout=TIMEOUT_MS)
-    assert widget._aborted
+    assert widget.last_run.aborted
     assert names(viewer) == before
     assert widget.run_button.widget.text == "Run" and widget.run_button.widget.enabled
     assert seen == []
@@ -308,7 +337,7 @@ def test_cancel_after_first_group_keeps_layers_marked_cancelled(viewer_widget, m
     qtbot.waitUntil(lambda: "sr_widefield_cvdm" in names(viewer), timeout=TIMEOUT_MS)
     widget.cancel()
     qtbot.waitUntil(lambda: widget.status.idle, timeout=TIMEOUT_MS)
-    assert widget._aborted
+    assert widget.last_run.aborted
     mean = viewer.layers["sr_widefield_cvdm"]
     assert mean.metadata["cvdm"]["status"] == "cancelled"
     assert mean.metadata["cvdm"]["samples_done"] < 8
@@ -421,3 +450,32 @@ def test_writer_saves_output_layer_with_pixel_size(viewer_widget, tmp_path):
     _, meta = read_image(path)
     assert meta.pixel_size_um == pytest.approx((0.0313, 0.0313), rel=1e-6)
     assert meta.extra["provenance"]["layer"]["name"] == "sr_ground_truth"
+
+
+def test_qpi_time_stack_gives_stacked_phase(viewer_widget, models, qtbot):
+    from napari_cvdm.physics.qpi import simulate_qpi_stack
+
+    viewer, widget = viewer_widget
+    rng = np.random.default_rng(3)
+    frames = [simulate_qpi_stack(rng, size=32, planes=3).stack for _ in range(2)]
+    viewer.add_image(
+        np.stack(frames),
+        name="tz",
+        scale=(5.0, 1.0, 0.21, 0.21),
+        units=("s", "µm", "µm", "µm"),
+        axis_labels=("t", "z", "y", "x"),
+    )
+    widget.mode.value = "qpi"
+    use_model(widget, models["qpi"])
+    assert widget.focus_axis.value == 1  # the axis before Y by default
+    assert widget.dz_um.value == pytest.approx(1.0)  # half the distance of planes 0 and 2
+    widget.frames.value = "all frames"
+    widget.steps.value, widget.samples.value = 2, 2
+    with common.recording_notifications() as seen:
+        run_and_wait(qtbot, widget)
+    assert seen == []
+    mean = viewer.layers["tz_cvdm"]
+    assert mean.data.shape == (2, 32, 32)
+    assert_allclose(mean.scale, (5.0, 0.21, 0.21))
+    assert mean.axis_labels == ("t", "y", "x")
+    assert viewer.layers["tz_cvdm_gamma"].data.shape == (5, 2, 32, 32)

@@ -1,4 +1,4 @@
-"""Samplers: step rules, shapes, seeding, events, cancellation, tiling, and an exact-denoiser check."""
+"""Samplers: step rules, shapes, seeding, events, cancellation, tiling, exact-denoiser check."""
 
 import pytest
 import torch
@@ -56,11 +56,17 @@ def test_ancestral_step_is_the_gaussian_posterior():
     var = var_s - a_ts**2 * var_s**2 / var_t
     z = torch.tensor(0.37, dtype=torch.float64)
     torch.testing.assert_close(ancestral_step(y_t, eps, log_gamma_t, log_gamma_s, None), mean)
-    torch.testing.assert_close(ancestral_step(y_t, eps, log_gamma_t, log_gamma_s, z), mean + var.sqrt() * z)
+    torch.testing.assert_close(
+        ancestral_step(y_t, eps, log_gamma_t, log_gamma_s, z), mean + var.sqrt() * z
+    )
     # DDIM with η = 1 is the ancestral sampler (same noise)
-    torch.testing.assert_close(ddim_step(y_t, eps, log_gamma_t, log_gamma_s, 1.0, z), mean + var.sqrt() * z)
+    torch.testing.assert_close(
+        ddim_step(y_t, eps, log_gamma_t, log_gamma_s, 1.0, z), mean + var.sqrt() * z
+    )
     # DDIM with η = 0 and the true ε stays on the same forward trajectory
-    torch.testing.assert_close(ddim_step(y_t, eps, log_gamma_t, log_gamma_s), a_s * y0 + var_s.sqrt() * eps)
+    torch.testing.assert_close(
+        ddim_step(y_t, eps, log_gamma_t, log_gamma_s), a_s * y0 + var_s.sqrt() * eps
+    )
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5])
@@ -116,7 +122,11 @@ def test_events_progress_count_equals_total_and_groups_stream(model):
     assert len(progress) == progress[0].total == 3 * 4
     assert [p.step for p in progress] == list(range(1, 13))
     assert {p.stage for p in progress} == {"sampling"}
-    assert [(g.done, g.total, g.samples.shape[0]) for g in groups] == [(2, 5, 2), (4, 5, 2), (5, 5, 1)]
+    assert [(g.done, g.total, g.samples.shape[0]) for g in groups] == [
+        (2, 5, 2),
+        (4, 5, 2),
+        (5, 5, 1),
+    ]
     assert isinstance(events[4], SampleGroup)  # a group right after its 4th step
     assert not groups[0].samples.is_inference() and not groups[0].samples.requires_grad
 
@@ -192,7 +202,9 @@ def test_exact_denoiser_reproduces_the_target_distribution(sampler, steps):
     """With the Bayes-optimal ε̂ for y0 ~ N(x, 0.3²), samples have mean x and std 0.3.
 
     256 samples: Monte-Carlo error of the mean ≈ 0.3/16 ≈ 0.02 per pixel, of the std ≈ 0.3/√512 ≈
-    0.013 per pixel; averaged over 64 pixels these shrink by 8, the rest is discretisation error.
+    0.013 per pixel; averaged over 64 pixels these shrink by 8, the rest is discretisation error
+    (measured: mean |error| ≈ 0.012; std ≈ 0.281 at 50 ancestral / 0.279 at 25 DDIM steps, → 0.299
+    at 800 steps, so the sampler converges to the exact distribution).
     """
     torch.manual_seed(0)
     oracle = GaussianOracle(CVDMConfig(preset="tiny"))

@@ -14,7 +14,9 @@ from napari_cvdm.engine.tiling import (
 )
 
 
-@pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 32, 8), (64, 32, 16), (37, 16, 4), (10, 32, 8)])
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap"), [(100, 32, 8), (64, 32, 16), (37, 16, 4), (10, 32, 8)]
+)
 def test_tile_starts_cover_with_overlap(length, tile, overlap):
     starts = tile_starts(length, tile, overlap)
     size = min(tile, length)
@@ -40,7 +42,9 @@ def test_windows_are_positive_ramped_inside_and_flat_at_borders():
     assert torch.all(tile_window(box, (10, 10), 4) == 1)  # a single tile: flat window
 
 
-@pytest.mark.parametrize(("shape", "tile", "overlap"), [((64, 64), 32, 16), ((37, 53), 16, 4), ((20, 9), 8, 3)])
+@pytest.mark.parametrize(
+    ("shape", "tile", "overlap"), [((64, 64), 32, 16), ((37, 53), 16, 4), ((20, 9), 8, 3)]
+)
 def test_blending_is_a_partition_of_unity(shape, tile, overlap):
     """Blending a function that returns its input reproduces the input exactly-ish."""
     x = torch.randn(3, 2, *shape)
@@ -55,10 +59,17 @@ def test_broadcast_inputs_and_extras_follow_their_items():
     shared = torch.randn(1, 1, 20, 20)
     per_item = torch.tensor([1.0, 10.0, 100.0])
     out = tiled_apply(
-        lambda a, b, e: a + b * e[:, None, None, None], y, shared, tile=8, overlap=2, max_batch=4,
+        lambda a, b, e: a + b * e[:, None, None, None],
+        y,
+        shared,
+        tile=8,
+        overlap=2,
+        max_batch=4,
         extras=(per_item,),
     )
-    torch.testing.assert_close(out, y + shared * per_item[:, None, None, None], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        out, y + shared * per_item[:, None, None, None], rtol=1e-5, atol=1e-5
+    )
 
 
 def test_max_batch_bounds_every_call():

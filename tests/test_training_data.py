@@ -73,7 +73,9 @@ def test_qpi_preparation_uses_contrast_and_fixed_phase_map():
     with pytest.raises(InputError, match="at least 2 planes"):
         prepare_qpi_pair(stack[:1], phase)
     assert prepare_qpi_pair(stack[:3].repeat(2, 0)[:5], phase, planes=(1, 3)).condition.shape == (
-        2, 24, 24,
+        2,
+        24,
+        24,
     )
     with pytest.raises(InputError, match="Y, X size"):
         prepare_qpi_pair(stack, phase[:20])

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 CACHE_ENV = "NAPARI_CVDM_CACHE_DIR"
-"""Environment variable that replaces the default cache folder (``pooch.os_cache("napari-cvdm")``)."""
+"""Environment variable replacing the default cache folder, ``pooch.os_cache("napari-cvdm")``."""
 
 DATA_URL_ENV = "NAPARI_CVDM_DATA_BASE_URL"
 """Environment variable with a base URL (a mirror) used instead of each file's registry URL.
@@ -162,8 +162,8 @@ def read_biosr_widefield(path: str | os.PathLike) -> tuple[np.ndarray, dict[str,
         float32 (Y, X) in camera ADU (offset included), the mean over the 9 raw SIM frames
         (3 orientations x 3 phases), which is how BioSR defines widefield.
     metadata
-        ``pixel_size_um`` (the BioSR camera's 0.0626 µm, via :func:`napari_cvdm.io.read_image`), ``wavelength_um``
-        (0.525 µm emission), ``na`` (1.49), ``frames``, ``source`` and ``licence``.
+        ``pixel_size_um`` (the BioSR camera's 0.0626 µm, via :func:`napari_cvdm.io.read_image`),
+        ``wavelength_um`` (0.525 µm emission), ``na`` (1.49), ``frames``, ``source``, ``licence``.
     """
     from .io import read_image, widefield_from_raw_sim
 

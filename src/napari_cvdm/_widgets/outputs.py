@@ -46,7 +46,9 @@ def output_names(input_name: str, existing: Collection[str], keep_previous: bool
     return {role: f"{name}_{n}" for role, name in base.items()}
 
 
-def percentile_limits(data: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+def percentile_limits(
+    data: np.ndarray, low: float = 0.5, high: float = 99.5
+) -> tuple[float, float]:
     """Contrast limits from percentiles of the finite values (a small range if they are equal)."""
     values = np.asarray(data, dtype=np.float32)
     values = values[np.isfinite(values)]
@@ -185,7 +187,9 @@ class OutputLayers:
         self.layers[role] = layer
         return layer
 
-    def show_running(self, mean: np.ndarray, std: np.ndarray, provenance: Mapping[str, Any]) -> None:
+    def show_running(
+        self, mean: np.ndarray, std: np.ndarray, provenance: Mapping[str, Any]
+    ) -> None:
         """Progressive refinement: the first call creates mean/std, later ones update the data
         in place (contrast limits are set only when a run first shows its layers)."""
         if "mean" in self.layers and self.layers["mean"].data.shape == np.shape(mean):

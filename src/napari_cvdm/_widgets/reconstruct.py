@@ -12,10 +12,10 @@ building the widget imports torch to list the devices.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -30,13 +30,14 @@ from . import common
 from .common import RunButton, RunState, RunStatus
 from .outputs import OutputLayers, layer_geometry, output_names, pixel_size_um
 from .reconstruct_job import (
-    JobFailed,
     ReconstructionJob,
     default_threads,
+    describe_model,
     group_size_for,
-    run_job,
+    memory_warning,
     select_frames,
 )
+from .reconstruct_run import ReconstructionRun
 
 if TYPE_CHECKING:
     import napari
@@ -45,7 +46,7 @@ __all__ = ["LOAD_FROM_FILE", "ReconstructWidget"]
 
 LOAD_FROM_FILE = "<load model from file>"
 LOAD_LABEL = "Load model from file…"
-MODES = [("Super-resolution (SR, widefield → 2× grid)", "sr"), ("Quantitative phase (QPI)", "qpi")]
+MODES = [("SR: widefield → 2× grid", "sr"), ("QPI: through-focus → phase", "qpi")]
 CURRENT, ALL = "current frame", "all frames"
 _MIN_NDIM = {"sr": 2, "qpi": 3}
 
@@ -61,13 +62,10 @@ class ReconstructWidget(Container):
         super().__init__(labels=True)
         self.viewer = viewer
         self.status = RunStatus()
-        self.worker: Any = None
-        self._job_stream: Any = None
-        self._outputs: OutputLayers | None = None
-        self._pbar: Any = None
-        self._aborted = False
+        self.last_run: ReconstructionRun | None = None
         self._extra_models: list[str] = []
-        self._samples_touched = False
+        self._touched: set[str] = set()  # fields whose GPU/CPU defaults the user overrode
+        self._setting_defaults = False
         self._meta_cache: dict[tuple[str, float], Any] = {}
 
         self.mode = ComboBox(label="mode", choices=MODES, value="sr")
@@ -133,6 +131,8 @@ class ReconstructWidget(Container):
             ]
         )
         self.device.tooltip = common.device_tooltip()
+        for label in (self.image_info, self.model_info, self.device_info, self.status_label):
+            label.native.setWordWrap(True)  # long lines wrap instead of widening the dock
         self.model_file.visible = False
 
         self.mode.changed.connect(self._on_mode)
@@ -143,7 +143,8 @@ class ReconstructWidget(Container):
         self.focus_axis.changed.connect(self._on_focus_axis)
         self.plane_minus.changed.connect(self._update_dz)
         self.plane_plus.changed.connect(self._update_dz)
-        self.samples.changed.connect(self._on_samples)
+        self.samples.changed.connect(lambda *_: self._touch("samples"))
+        self.steps.changed.connect(lambda *_: self._touch("steps"))
         for widget in (
             self.pixel_size_um, self.wavelength_um, self.na, self.dz_um,
             self.steps, self.tile_size, self.frames,
@@ -176,10 +177,7 @@ class ReconstructWidget(Container):
         from ..engine.registry import list_models
 
         task = self.mode.value if hasattr(self, "mode") else "sr"
-        out = [
-            (f"{info.name} [{info.source}]", str(info.path))
-            for info in list_models(task)
-        ]
+        out = [(f"{info.name} [{info.source}]", str(info.path)) for info in list_models(task)]
         listed = {value for _, value in out}
         for path in self._extra_models:
             meta = self._model_meta(path)
@@ -254,6 +252,11 @@ class ReconstructWidget(Container):
             self.validate()
             return
         px = pixel_size_um(layer)
+        shape = f"{layer.ndim}-D {tuple(layer.data.shape)}"
+        if px is not None:
+            self.image_info.value = f"{shape}, pixel {_fmt(px)} µm"
+        else:
+            self.image_info.value = f"{shape}, no pixel size in µm (set it below)"
         meta = layer.metadata or {}
         if px is None and isinstance(meta.get("pixel_size_um"), int | float):
             px = float(meta["pixel_size_um"])
@@ -262,12 +265,6 @@ class ReconstructWidget(Container):
             value = meta.get(key)
             if isinstance(value, int | float) and value > 0:
                 field.value = float(value)
-        units = getattr(layer, "units", None)
-        unit = str(units[-1]) if units is not None else "pixel"
-        self.image_info.value = (
-            f"shape {tuple(layer.data.shape)}, scale {tuple(_fmt(s) for s in layer.scale)} "
-            f"{unit}"
-        )
         leading = layer.ndim - (3 if self.mode.value == "qpi" else 2)
         self.frames.enabled = leading > 0
         if self.mode.value == "qpi" and layer.ndim >= 3:
@@ -343,9 +340,9 @@ class ReconstructWidget(Container):
         if self.dz_um.value <= 0 and isinstance(physics.get("dz_um"), int | float):
             self.dz_um.value = float(physics["dz_um"])
 
-    def _on_samples(self, *_: Any) -> None:
-        if not getattr(self, "_setting_samples", False):
-            self._samples_touched = True
+    def _touch(self, name: str) -> None:
+        if not self._setting_defaults:
+            self._touched.add(name)
 
     def _on_device(self, *_: Any) -> None:
         from ..errors import DeviceError
@@ -359,10 +356,13 @@ class ReconstructWidget(Container):
             self.validate()
             return
         self.device_info.value = f"using {resolved}"
-        if not self._samples_touched:
-            self._setting_samples = True
-            self.samples.value = 4 if resolved == "cpu" else 8
-            self._setting_samples = False
+        gpu = resolved != "cpu"  # defaults: 8 samples / 50 steps on a GPU, 4 / 20 on the CPU
+        self._setting_defaults = True
+        if "samples" not in self._touched:
+            self.samples.value = 8 if gpu else 4
+        if "steps" not in self._touched:
+            self.steps.value = 50 if gpu else 20
+        self._setting_defaults = False
         self.validate()
 
     def problem(self) -> str | None:
@@ -397,7 +397,8 @@ class ReconstructWidget(Container):
             if nz < 2 or self.plane_minus.value == self.plane_plus.value:
                 return (
                     f"QPI needs two different planes at −dz and +dz; the focus axis "
-                    f"{self.focus_axis.value} has {nz} plane(s). Pick the focus axis and two planes."
+                    f"{self.focus_axis.value} has {nz} plane(s). Pick the focus axis and two "
+                    "planes."
                 )
             if self.dz_um.value <= 0 or self.wavelength_um.value <= 0:
                 return "Enter dz and the wavelength (µm) of this stack."
@@ -415,7 +416,7 @@ class ReconstructWidget(Container):
         self.run_button.set_problem(problem)
         meta = self._model_meta(self.model_path())
         if isinstance(meta, dict):
-            self.model_info.value = _describe_model(meta)
+            self.model_info.value = describe_model(meta)
             self.model_info.tooltip = meta.get("description", "")
         else:
             self.model_info.value = "" if meta is None else "cannot read this model file"
@@ -458,7 +459,7 @@ class ReconstructWidget(Container):
         current = None
         if self.frames.value == CURRENT and self.frames.enabled:
             current = tuple(layer.world_to_data(self.viewer.dims.point))
-        image, drop_axes, new_focus = select_frames(
+        image, drop_axes, frame_index = select_frames(
             layer.data, mode=mode, focus_axis=focus, current=current
         )
         px = self.pixel_size_um.value or None
@@ -470,7 +471,7 @@ class ReconstructWidget(Container):
                 options["offset_adu"] = float(offset)
         else:
             options.update(
-                focus_axis=new_focus,
+                focus_axis=focus,
                 planes=(self.plane_minus.value, self.plane_plus.value),
                 wavelength_um=self.wavelength_um.value,
                 dz_um=self.dz_um.value,
@@ -495,16 +496,18 @@ class ReconstructWidget(Container):
             "drop_axes": drop_axes,
             "input_yx": tuple(int(s) for s in layer.data.shape[-2:]),
             "frames": self.frames.value if self.frames.enabled else ALL,
-            "frame_index": None if current is None else [int(round(c)) for c in current[:-2]],
+            "frame_index": frame_index,
             "na": self.na.value or None,
         }
         return job, extras
 
+    @property
+    def worker(self) -> Any:
+        """The running napari worker, or None when idle."""
+        return None if self.last_run is None else self.last_run.worker
+
     def run(self) -> None:
         """Start a reconstruction (Run). Problems found before starting give one warning."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-
         if not self.status.idle:
             return
         problem = self.validate()
@@ -514,153 +517,49 @@ class ReconstructWidget(Container):
         layer = self._layer()
         try:
             job, extras = self.snapshot()
-        except (ValueError, MemoryError) as exc:  # snapshot indexing/copy of the layer data
+        except (ValueError, MemoryError) as exc:  # indexing/copying the layer data
             common.notify(common.describe_error(exc), "error")
             return
-        warning = _memory_warning(job)
+        warning = memory_warning(job)
         if warning:
             common.notify(warning, "warning")
         names = output_names(
             layer.name, [lyr.name for lyr in self.viewer.layers], self.keep_previous.value
         )
-        self._outputs = OutputLayers(
+        source = layer_geometry(layer)
+        if extras["frame_index"]:  # one frame: its axes keep length 1 at that frame's position
+            translate = list(source.translate)
+            for axis, i in extras["frame_index"].items():
+                translate[axis] += i * source.scale[axis]
+            source = replace(source, translate=tuple(translate))
+        outputs = OutputLayers(
             viewer=self.viewer,
             names=names,
-            source=layer_geometry(layer),
+            source=source,
             drop_axes=extras["drop_axes"],
             input_yx=extras["input_yx"],
             mean_colormap=layer.colormap.name if self.mode.value == "sr" else "gray",
             source_metadata=dict(layer.metadata or {}),
         )
-        self._extras = {"input_name": layer.name, **extras}
-        self._aborted = False
-        self._pbar = progress(total=0, desc=f"CVDM {self.mode.value.upper()}: {layer.name}")
-        self._job_stream = run_job(job)
-        stream = self._job_stream
-
-        def passthrough():  # a generator function, so napari makes a GeneratorWorker
-            yield from stream
-
-        self.worker = create_worker(passthrough, _start_thread=False)
-        self.worker.yielded.connect(self._on_event)
-        self.worker.aborted.connect(self._on_aborted)
-        self.worker.finished.connect(self._on_finished)
-        self.status.update(state=RunState.RUNNING, step=0, total=0, message="loading model")
-        self.worker.start()
+        provenance = {
+            "input_name": layer.name,
+            "frames_selection": extras["frames"],
+        }
+        if extras["frame_index"]:
+            provenance["frame_index"] = {str(a): i for a, i in extras["frame_index"].items()}
+        if self.mode.value == "qpi" and extras["na"]:
+            provenance["na"] = extras["na"]
+        self.last_run = ReconstructionRun(
+            job=job,
+            outputs=outputs,
+            status=self.status,
+            mode=self.mode.value,
+            provenance=provenance,
+            description=f"CVDM {self.mode.value.upper()}: {layer.name}",
+        )
+        self.last_run.start()
 
     def cancel(self) -> None:
         """Cancel: the worker stops at its next yield (within one diffusion step)."""
-        if self.status.state is RunState.RUNNING and self.worker is not None:
-            self.status.update(state=RunState.CANCELLING, message="cancelling")
-            self.worker.quit()
-
-    # ------------------------------------------------------------------ worker callbacks
-
-    def _provenance(self, base: dict[str, Any]) -> dict[str, Any]:
-        extras = self._extras
-        prov = {**base, "input_name": extras["input_name"], "frames_selection": extras["frames"]}
-        if extras["frame_index"] is not None:
-            prov["frame_index"] = extras["frame_index"]
-        if self.mode.value == "qpi" and extras["na"]:
-            prov["optics"] = {**prov.get("optics", {}), "na": extras["na"]}
-        return prov
-
-    def _on_event(self, event: Any) -> None:
-        from ..workflows.events import Finished, PartialResult, Progress
-
-        if isinstance(event, Progress):
-            if self._pbar.total != event.total:
-                self._pbar.total = event.total
-            self._pbar.update(event.step - self._pbar.n)
-            self.status.update(step=event.step, total=event.total, message=event.stage)
-        elif isinstance(event, PartialResult):
-            self._outputs.show_running(
-                event.mean,
-                event.std,
-                self._provenance(
-                    {
-                        "mode": self.mode.value,
-                        "status": "running",
-                        "samples_done": event.samples_done,
-                        "samples_total": event.samples_total,
-                        "frame": event.frame,
-                        "frames": event.frames_total,
-                    }
-                ),
-            )
-        elif isinstance(event, Finished):
-            rec = event.result
-            provenance = self._provenance(dict(rec.metadata))
-            self._outputs.finish(
-                rec.mean, rec.std, rec.schedule, rec.gamma, rec.t_star, provenance
-            )
-            factor = float(rec.metadata.get("resample_factor") or 1.0)
-            if abs(factor - 1.0) > 1e-6:
-                common.notify(
-                    f"The input was resampled by ×{factor:.3f} to match the model's PSF width in "
-                    "pixels (its training pixel size and optics); the output grid is set "
-                    "accordingly.",
-                    "info",
-                )
-        elif isinstance(event, JobFailed):
-            common.notify(common.describe_error(event.error), "error")
-
-    def _on_aborted(self) -> None:
-        self._aborted = True
-
-    def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        if self._job_stream is not None:
-            self._job_stream.close()  # frees device memory if the job was cancelled mid-way
-            self._job_stream = None
-        if self._aborted and self._outputs is not None and self._outputs.created:
-            self._outputs.mark(status="cancelled")
-        self.worker = None
-        self.status.update(state=RunState.IDLE, step=0, total=0, message="")
-
-
-def _describe_model(meta: dict[str, Any]) -> str:
-    """One line: task, training pixel size and optics of a model header."""
-    physics = meta["physics"]
-    parts = [meta["task"].upper()]
-    if meta["task"] == "sr":
-        parts.append(f"×{_fmt(physics.get('upscale', 2))}")
-    if physics.get("pixel_size_um"):
-        parts.append(f"trained at {_fmt(physics['pixel_size_um'])} µm/px")
-    if physics.get("na"):
-        parts.append(f"NA {_fmt(physics['na'])}")
-    if physics.get("wavelength_um"):
-        parts.append(f"λ {_fmt(physics['wavelength_um'])} µm")
-    if physics.get("dz_um"):
-        parts.append(f"dz {_fmt(physics['dz_um'])} µm")
-    parts.append(str(meta["architecture"].get("preset", "")))
-    text = " · ".join(p for p in parts if p)
-    if meta.get("training", {}).get("untrained"):
-        text += " · UNTRAINED (random weights, demo only)"
-    return text
-
-
-def _memory_warning(job: ReconstructionJob) -> str | None:
-    """A warning when the output arrays would need more than half the RAM."""
-    import os
-
-    image, options = job.image, job.task_options
-    if "planes" in options:  # QPI: same Y/X, the focus axis is gone
-        out_pixels = image.size // max(image.shape[options.get("focus_axis") or 0], 1)
-    else:  # SR: 2x on Y and X
-        out_pixels = image.size * 4
-    layers = 3 + 2 * len(job.params.t_star)  # mean, std, λ, γ and β stacks
-    need = out_pixels * 4 * layers * 2  # float32; the worker's buffers and the layers' copies
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-    if need > total / 2:
-        return (
-            f"The outputs need about {need / 1e9:.1f} GB, more than half of this computer's "
-            f"{total / 1e9:.1f} GB of RAM. Reconstruct the current frame only if napari runs "
-            "out of memory."
-        )
-    return None
+        if self.last_run is not None:
+            self.last_run.cancel()

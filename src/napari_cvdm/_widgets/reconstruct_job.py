@@ -24,7 +24,9 @@ __all__ = [
     "JobFailed",
     "ReconstructionJob",
     "default_threads",
+    "describe_model",
     "group_size_for",
+    "memory_warning",
     "run_job",
     "select_frames",
 ]
@@ -65,7 +67,7 @@ def select_frames(
     mode: str,
     focus_axis: int | None,
     current: Sequence[int] | None,
-) -> tuple[np.ndarray, tuple[int, ...], int | None]:
+) -> tuple[np.ndarray, tuple[int, ...], dict[int, int]]:
     """The part of a layer's data to reconstruct.
 
     Parameters
@@ -83,24 +85,24 @@ def select_frames(
 
     Returns
     -------
-    image, drop_axes, focus_axis
-        The selected array (a float-safe copy), the input axes the output will not have (for
-        :mod:`napari_cvdm.geometry`), and the focus axis of ``image`` (QPI) or ``None``.
+    image, drop_axes, frame_index
+        The selected array (a copy; a single frame keeps its frame axes with length 1, so the
+        output stays at that frame's position), the input axes the output will not have (the
+        QPI focus axis), and ``{frame axis: index}`` of the selected frame (empty for all).
     """
     ndim = len(data.shape)
     frame_axes = [a for a in range(ndim - 2) if not (mode == "qpi" and a == focus_axis)]
     drop = (focus_axis,) if mode == "qpi" and focus_axis is not None else ()
     if current is None or not frame_axes:
-        return np.array(data, copy=True), drop, focus_axis
+        return np.array(data, copy=True), drop, {}
     index: list[Any] = [slice(None)] * ndim
+    chosen = {}
     for axis in frame_axes:
         size = data.shape[axis]
-        index[axis] = int(min(max(round(float(current[axis])), 0), size - 1))
-    image = np.array(data[tuple(index)], copy=True)
-    new_focus = None
-    if mode == "qpi" and focus_axis is not None:
-        new_focus = focus_axis - sum(1 for a in frame_axes if a < focus_axis)
-    return image, tuple(sorted(set(frame_axes) | set(drop))), new_focus
+        i = int(min(max(round(float(current[axis])), 0), size - 1))
+        index[axis] = slice(i, i + 1)
+        chosen[axis] = i
+    return np.array(data[tuple(index)], copy=True), drop, chosen
 
 
 def run_job(job: ReconstructionJob) -> Iterator[Any]:
@@ -127,8 +129,60 @@ def run_job(job: ReconstructionJob) -> Iterator[Any]:
 
 
 def default_threads() -> int:
-    """CPU threads for torch in the worker: every core napari-cvdm may use (at least 1)."""
+    """CPU threads for torch in the worker: the cores available minus one (at least 1).
+
+    One core stays free for napari's event loop so the GUI remains responsive; on a busy
+    2-core machine more intra-op threads than free cores made sampling several times slower.
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def describe_model(meta: dict[str, Any]) -> str:
+    """One line: task, training pixel size and optics of a model header."""
+    physics = meta["physics"]
+    parts = [meta["task"].upper()]
+    if meta["task"] == "sr":
+        parts.append(f"×{_fmt(physics.get('upscale', 2))}")
+    if physics.get("pixel_size_um"):
+        parts.append(f"trained at {_fmt(physics['pixel_size_um'])} µm/px")
+    if physics.get("na"):
+        parts.append(f"NA {_fmt(physics['na'])}")
+    if physics.get("wavelength_um"):
+        parts.append(f"λ {_fmt(physics['wavelength_um'])} µm")
+    if physics.get("dz_um"):
+        parts.append(f"dz {_fmt(physics['dz_um'])} µm")
+    parts.append(str(meta["architecture"].get("preset", "")))
+    text = " · ".join(p for p in parts if p)
+    if meta.get("training", {}).get("untrained"):
+        text += " · UNTRAINED (random weights, demo only)"
+    return text
+
+
+def memory_warning(job: ReconstructionJob) -> str | None:
+    """A warning when the output arrays would need more than half the RAM."""
+    image, options = job.image, job.task_options
+    if "planes" in options:  # QPI: same Y/X, the focus axis is gone
+        out_pixels = image.size // max(image.shape[options.get("focus_axis") or 0], 1)
+    else:  # SR: 2x on Y and X
+        out_pixels = image.size * 4
+    layers = 3 + 2 * len(job.params.t_star)  # mean, std, λ, γ and β stacks
+    need = out_pixels * 4 * layers * 2  # float32; the worker's buffers and the layers' copies
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    if need > total / 2:
+        return (
+            f"The outputs need about {need / 1e9:.1f} GB, more than half of this computer's "
+            f"{total / 1e9:.1f} GB of RAM. Reconstruct the current frame only if napari runs "
+            "out of memory."
+        )
+    return None

@@ -32,7 +32,6 @@ from magicgui.widgets import (
     LineEdit,
     PushButton,
     SpinBox,
-    create_widget,
 )
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
@@ -62,6 +61,19 @@ def _pixel_size(layer: Any) -> float | None:
     return scale * factor
 
 
+def _check_patch(data: Any, patch: int) -> None:
+    """Refuse, before any work, a patch larger than the training images (paired data)."""
+    pairs = getattr(data, "train_pairs", None)
+    if not pairs:
+        return
+    smallest = min(min(p.target.shape[-2:]) for p in pairs)
+    if patch > smallest:
+        raise UserError(
+            f"patch size {patch} is larger than the training images ({smallest} px on the target "
+            f"grid after the validation split); choose a patch size of at most {smallest - smallest % 8}"
+        )
+
+
 class TrainWidget(QWidget):
     """Train / fine-tune a CVDM model inside napari."""
 
@@ -70,8 +82,8 @@ class TrainWidget(QWidget):
         self.viewer = napari_viewer
         self.task = ComboBox(label="Task", choices=["sr", "qpi"], value="sr")
         self.source = ComboBox(label="Data", choices=list(SOURCES), value="layers")
-        self.input_layer = create_widget(annotation="napari.layers.Image", label="Input")
-        self.target_layer = create_widget(annotation="napari.layers.Image", label="Target")
+        self.input_layer = ComboBox(label="Input", choices=self._input_choices, nullable=True)
+        self.target_layer = ComboBox(label="Target", choices=self._target_choices, nullable=True)
         self.folder = FileEdit(label="Folder", mode="d")
         self.base_model = ComboBox(label="Base model", choices=[SCRATCH], value=SCRATCH)
         self.preset = ComboBox(label="Size", choices=["tiny", "small", "base"], value="small")
@@ -80,7 +92,9 @@ class TrainWidget(QWidget):
         self.batch = SpinBox(label="Batch", min=1, max=1024, value=8)
         self.patch = SpinBox(label="Patch size", min=16, max=1024, step=8, value=64)
         self.lr = LineEdit(label="Learning rate", value="auto")
-        self.val_fraction = FloatSpinBox(label="Validation split", min=0.0, max=0.5, step=0.05, value=0.2)
+        self.val_fraction = FloatSpinBox(
+            label="Validation split", min=0.0, max=0.5, step=0.05, value=0.2
+        )
         self.val_every = SpinBox(label="Validate every", min=1, max=1_000_000, value=100)
         self.device = ComboBox(label="Device", choices=["auto"], value="auto")
         self.name = LineEdit(label="Model name", value="my-sr-model")
@@ -90,10 +104,26 @@ class TrainWidget(QWidget):
         self.status = Label(value="idle")
         self.form = Container(
             widgets=[
-                self.task, self.source, self.input_layer, self.target_layer, self.folder,
-                self.base_model, self.preset, self.freeze_schedule, self.steps, self.batch,
-                self.patch, self.lr, self.val_fraction, self.val_every, self.device, self.name,
-                self.resume, self.train_button, self.save_button, self.status,
+                self.task,
+                self.source,
+                self.input_layer,
+                self.target_layer,
+                self.folder,
+                self.base_model,
+                self.preset,
+                self.freeze_schedule,
+                self.steps,
+                self.batch,
+                self.patch,
+                self.lr,
+                self.val_fraction,
+                self.val_every,
+                self.device,
+                self.name,
+                self.resume,
+                self.train_button,
+                self.save_button,
+                self.status,
             ]
         )
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -127,6 +157,9 @@ class TrainWidget(QWidget):
         self.base_model.changed.connect(self._refresh_visibility)
         self.train_button.changed.connect(self._toggle)
         self.save_button.changed.connect(self._save_as_dialog)
+        events = self.viewer.layers.events
+        for name in ("inserted", "removed", "reordered"):
+            getattr(events, name).connect(self.reset_choices)
         self._fill_devices()
         self._task_changed()
 
@@ -136,6 +169,25 @@ class TrainWidget(QWidget):
         """napari calls this when layers change: refresh the layer pickers."""
         self.input_layer.reset_choices()
         self.target_layer.reset_choices()
+
+    def _image_layers(self, min_ndim: int) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        return [
+            (f"{layer.name}  {'×'.join(str(n) for n in layer.data.shape)}", layer)
+            for layer in self.viewer.layers
+            if isinstance(layer, Image)
+            and layer.ndim >= min_ndim
+            and not layer.rgb
+            and layer.name != PREVIEW_LAYER
+        ]
+
+    def _input_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        """Image layers usable as inputs: SR any ≥ 2-D image, QPI stacks (≥ 3-D)."""
+        return self._image_layers(3 if self.task.value == "qpi" else 2)
+
+    def _target_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        return self._image_layers(2)
 
     # --- form state ---------------------------------------------------------------------
 
@@ -161,6 +213,7 @@ class TrainWidget(QWidget):
             names = []
         self.base_model.choices = [SCRATCH, *names]
         self.base_model.value = SCRATCH
+        self.reset_choices()
         if re.fullmatch(r"my-(sr|qpi)-model", self.name.value or ""):
             self.name.value = f"my-{task}-model"
         self._refresh_visibility()
@@ -230,17 +283,29 @@ class TrainWidget(QWidget):
         try:
             lr = None if text in ("", "auto") else float(text)
         except ValueError:
-            raise UserError(f"learning rate {text!r} is not a number; use e.g. 1e-4 or 'auto'") from None
+            raise UserError(
+                f"learning rate {text!r} is not a number; use e.g. 1e-4 or 'auto'"
+            ) from None
         output = self.output_path()
         base = None if self.base_model.value == SCRATCH else self.base_model.value
         config = TrainConfig(
-            task=self.task.value, output=output, data="widget", steps=self.steps.value,
-            batch=self.batch.value, patch=self.patch.value, lr=lr, preset=self.preset.value,
-            base_model=base, freeze_schedule=bool(self.freeze_schedule.value and base),
+            task=self.task.value,
+            output=output,
+            data="widget",
+            steps=self.steps.value,
+            batch=self.batch.value,
+            patch=self.patch.value,
+            lr=lr,
+            preset=self.preset.value,
+            base_model=base,
+            freeze_schedule=bool(self.freeze_schedule.value and base),
             resume=output.with_suffix(".ckpt") if self.resume.value else None,
-            device=self.device.value, val_every=self.val_every.value,
-            ckpt_every=max(self.val_every.value, 100), val_fraction=self.val_fraction.value,
-            name=output.stem, command="napari Train widget",
+            device=self.device.value,
+            val_every=self.val_every.value,
+            ckpt_every=max(self.val_every.value, 100),
+            val_fraction=self.val_fraction.value,
+            name=output.stem,
+            command="napari Train widget",
         )
         config.validate()
         return config
@@ -260,6 +325,7 @@ class TrainWidget(QWidget):
         try:
             config = self.make_config()
             data = self._data_source()
+            _check_patch(data, config.patch)
         except UserError as exc:
             notify(str(exc), "warning")
             return
@@ -279,7 +345,8 @@ class TrainWidget(QWidget):
         def run_job():
             yield from job
 
-        self.worker = create_worker(run_job)
+        # errors are shown by _on_error (one notification), not re-raised in the main thread
+        self.worker = create_worker(run_job, _ignore_errors=True)
         self.worker.yielded.connect(self._on_event)
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._on_finished)

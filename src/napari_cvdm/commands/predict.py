@@ -20,7 +20,15 @@ from typing import Any
 
 from ..errors import InputError, UserError
 
-__all__ = ["OUTPUTS", "add_parser", "check_output_dir", "reconstruct_file", "run", "write_outputs"]
+__all__ = [
+    "OUTPUTS",
+    "print_warnings",
+    "add_parser",
+    "check_output_dir",
+    "reconstruct_file",
+    "run",
+    "write_outputs",
+]
 
 #: output kinds, in the order they are written: suffix -> Reconstruction attribute
 OUTPUTS = {"mean": "mean", "std": "std", "schedule": "schedule"}

@@ -2,7 +2,8 @@
 
 Writes the model file, a checkpoint (``MODEL.ckpt``, resumable with ``--resume``), a CSV log
 (``MODEL.log.csv``) and a PNG of the loss and validation curves (``MODEL.curves.png``) next to
-the output. Ctrl-C (or SIGTERM) saves a checkpoint and the model, then exits with code 130.
+the output. Ctrl-C (or SIGTERM) stops after the current step, saves a checkpoint and the model,
+and exits with code 130; a second Ctrl-C aborts at once (the trainer still saves what it can).
 """
 
 from __future__ import annotations
@@ -30,37 +31,92 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "same command trains with DistributedDataParallel."
         ),
     )
-    parser.add_argument("--task", required=True, choices=("sr", "qpi"), help="sr: widefield → 2× SIM-like; qpi: two planes → phase")
-    parser.add_argument("--data", required=True, metavar="DIR|synthetic", help="'synthetic' or a folder with input/ and target/")
-    parser.add_argument("--output", required=True, metavar="MODEL.safetensors", help="model file to write")
-    parser.add_argument("--base-model", metavar="NAME_OR_PATH", help="fine-tune from this model (name or file)")
-    parser.add_argument("--freeze-schedule", action="store_true", help="when fine-tuning, keep the learned schedule fixed")
-    parser.add_argument("--steps", type=int, default=20000, help="optimiser steps in total (default 20000)")
-    parser.add_argument("--batch", type=int, default=16, help="global batch size (default 16)")
-    parser.add_argument("--patch", type=int, default=128, help="patch side on the target grid, multiple of 8 (default 128)")
-    parser.add_argument("--lr", type=float, help="learning rate (default 1e-4; 3e-5 when fine-tuning)")
-    parser.add_argument("--preset", choices=("tiny", "small", "base"), default="small", help="network size (default small)")
-    parser.add_argument("--resume", metavar="CKPT", help="continue exactly from a checkpoint (MODEL.ckpt)")
-    parser.add_argument("--checkpoint", metavar="CKPT", help="where to write checkpoints (default MODEL.ckpt)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    parser.add_argument("--val-every", type=int, default=500, help="validate every N steps (default 500)")
-    parser.add_argument("--val-count", type=int, default=4, help="validation patches (default 4)")
-    parser.add_argument("--val-steps", type=int, default=10, help="sampling steps in validation (default 10)")
-    parser.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--fp16", action="store_true", help="store the model's weights in float16 (half the size)")
     parser.add_argument(
-        "--patches-per-frame", type=int, default=1,
+        "--task",
+        required=True,
+        choices=("sr", "qpi"),
+        help="sr: widefield → 2× SIM-like; qpi: two planes → phase",
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR|synthetic",
+        help="'synthetic' or a folder with input/ and target/",
+    )
+    parser.add_argument(
+        "--output", required=True, metavar="MODEL.safetensors", help="model file to write"
+    )
+    parser.add_argument(
+        "--base-model", metavar="NAME_OR_PATH", help="fine-tune from this model (name or file)"
+    )
+    parser.add_argument(
+        "--freeze-schedule",
+        action="store_true",
+        help="when fine-tuning, keep the learned schedule fixed",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=20000, help="optimiser steps in total (default 20000)"
+    )
+    parser.add_argument("--batch", type=int, default=16, help="global batch size (default 16)")
+    parser.add_argument(
+        "--patch",
+        type=int,
+        default=128,
+        help="patch side on the target grid, multiple of 8 (default 128)",
+    )
+    parser.add_argument(
+        "--lr", type=float, help="learning rate (default 1e-4; 3e-5 when fine-tuning)"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=("tiny", "small", "base"),
+        default="small",
+        help="network size (default small)",
+    )
+    parser.add_argument(
+        "--resume", metavar="CKPT", help="continue exactly from a checkpoint (MODEL.ckpt)"
+    )
+    parser.add_argument(
+        "--checkpoint", metavar="CKPT", help="where to write checkpoints (default MODEL.ckpt)"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)"
+    )
+    parser.add_argument(
+        "--val-every", type=int, default=500, help="validate every N steps (default 500)"
+    )
+    parser.add_argument("--val-count", type=int, default=4, help="validation patches (default 4)")
+    parser.add_argument(
+        "--val-steps", type=int, default=10, help="sampling steps in validation (default 10)"
+    )
+    parser.add_argument(
+        "--ckpt-every", type=int, default=1000, help="checkpoint every N steps (default 1000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--fp16", action="store_true", help="store the model's weights in float16 (half the size)"
+    )
+    parser.add_argument(
+        "--patches-per-frame",
+        type=int,
+        default=1,
         help="synthetic data: random patches cut from each simulated frame (default 1)",
     )
     parser.add_argument(
-        "--sim", action="append", default=[], metavar="KEY=VALUE",
+        "--sim",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="synthetic data: a simulator option (JSON value), e.g. --sim absorption='\"random\"' "
         "or --sim photons=500; repeatable",
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for torch (default: torch's choice)"
+    )
     parser.add_argument("--name", help="model name (default: the output file's stem)")
-    parser.add_argument("--description", default="", help="free-text description stored in the model")
+    parser.add_argument(
+        "--description", default="", help="free-text description stored in the model"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -117,13 +173,29 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     from ..workflows.train import TrainConfig
 
     return TrainConfig(
-        task=args.task, output=args.output, data=args.data, steps=args.steps, batch=args.batch,
-        patch=args.patch, lr=args.lr, preset=args.preset, base_model=args.base_model,
-        freeze_schedule=args.freeze_schedule, resume=args.resume, checkpoint=args.checkpoint,
-        device=args.device, val_every=args.val_every, val_count=args.val_count,
-        val_steps=args.val_steps, ckpt_every=args.ckpt_every, seed=args.seed, fp16=args.fp16,
-        name=args.name, description=args.description,
-        patches_per_frame=args.patches_per_frame, synthetic_overrides=_sim_options(args.sim),
+        task=args.task,
+        output=args.output,
+        data=args.data,
+        steps=args.steps,
+        batch=args.batch,
+        patch=args.patch,
+        lr=args.lr,
+        preset=args.preset,
+        base_model=args.base_model,
+        freeze_schedule=args.freeze_schedule,
+        resume=args.resume,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        val_every=args.val_every,
+        val_count=args.val_count,
+        val_steps=args.val_steps,
+        ckpt_every=args.ckpt_every,
+        seed=args.seed,
+        fp16=args.fp16,
+        name=args.name,
+        description=args.description,
+        patches_per_frame=args.patches_per_frame,
+        synthetic_overrides=_sim_options(args.sim),
         command="napari-cvdm train " + " ".join(shlex.quote(a) for a in _argv_of(args)),
     )
 
@@ -150,16 +222,26 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
     return list(getattr(args, "_argv", None) or sys.argv[2:])
 
 
-def _terminate_as_interrupt() -> Any:
-    """Make SIGTERM (``kill PID``) behave like Ctrl-C, so it also saves a checkpoint; returns the
-    previous handler (None when not in the main thread, where handlers cannot be set)."""
+def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
+    """Ctrl-C / SIGTERM set ``stop`` (the trainer saves a checkpoint and the model after the
+    current step); a second signal aborts at once. Returns the previous handlers to restore
+    (none outside the main thread, where Python cannot set handlers)."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
+    def handler(_signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            "\nstopping after this step, saving a checkpoint (Ctrl-C again to abort now)…",
+            file=sys.stderr,
+        )
 
-    return signal.signal(signal.SIGTERM, interrupt)
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handler)
+    return previous
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,15 +275,18 @@ def run(args: argparse.Namespace) -> int:
             history.write_csv(csv_path)
             write_png(png_path, history)
 
-    events = train(config)
+    stop = threading.Event()
+    previous = _install_stop_handlers(stop)
+    events = train(config, stop)
     finished: Finished | None = None
-    previous = _terminate_as_interrupt()
     try:
         for event in events:
             if isinstance(event, LossReport):
                 history.add_loss(event.step, event.losses, event.lr)
                 if show:
-                    bar.update(event.step, event.losses.get("total"), force=event.step == config.steps)
+                    bar.update(
+                        event.step, event.losses.get("total"), force=event.step == config.steps
+                    )
                 if event.step % config.ckpt_every == 0:
                     flush_logs()
             elif isinstance(event, Validation):
@@ -211,12 +296,12 @@ def run(args: argparse.Namespace) -> int:
             elif isinstance(event, Finished):
                 finished = event
     except KeyboardInterrupt:
-        # raised here between steps: let the trainer save its checkpoint and model
+        # a second Ctrl-C while we were not inside the trainer: let it save and finish
         finished = events.throw(KeyboardInterrupt())
         events.close()
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if show:
         bar.close()
     flush_logs()

@@ -48,8 +48,8 @@ def _as_tuple(value: Any) -> Any:
 class CVDMConfig:
     """Everything needed to rebuild a :class:`CVDM` (stored in every model file as JSON).
 
-    Architecture fields left as ``None`` are filled from ``preset`` (``tiny``/``small``/``base``), so
-    ``to_dict()`` always lists the explicit numbers. Loss weights follow the spec table:
+    Architecture fields left as ``None`` are filled from ``preset`` (``tiny``/``small``/``base``),
+    so ``to_dict()`` always lists the explicit numbers. Loss weights follow the spec table:
     ``total = w_diff·L_diff + w_boundary·L_boundary + w_prior·L_prior + w_gamma·α·(∂²γ)²``.
     """
 
@@ -203,7 +203,9 @@ class CVDM(nn.Module):
         return self.denoiser(torch.cat([y_t, x, level], dim=1), global_cond)
 
     # ------------------------------------------------------------------ training
-    def stratified_times(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def stratified_times(
+        self, batch: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Antithetic draw ``t_i = (u + i/B) mod 1`` floored at ``t_epsilon``: (B,)."""
         u = torch.rand((), generator=generator)
         t = torch.remainder(u + torch.arange(batch, dtype=torch.float32) / batch, 1.0)
@@ -226,7 +228,9 @@ class CVDM(nn.Module):
         """
         c = self.config
         if x.shape[0] != y0.shape[0] or x.shape[-2:] != y0.shape[-2:]:
-            raise ValueError(f"condition {tuple(x.shape)} and target {tuple(y0.shape)} do not match")
+            raise ValueError(
+                f"condition {tuple(x.shape)} and target {tuple(y0.shape)} do not match"
+            )
         batch = y0.shape[0]
         t = self.stratified_times(batch, generator) if t is None else self._times(t)
         if noise is None:
@@ -251,11 +255,16 @@ class CVDM(nn.Module):
         boundary = (gamma_start_minus_one.square() + gamma_end.square()).mean()
 
         one_minus_gamma_end = sch.one_minus_gamma(lam, rho_edges[1])
-        prior = 0.5 * (
-            gamma_end * y0.square() + one_minus_gamma_end - torch.log(one_minus_gamma_end) - 1.0
-        ).mean()
+        prior = (
+            0.5
+            * (
+                gamma_end * y0.square() + one_minus_gamma_end - torch.log(one_minus_gamma_end) - 1.0
+            ).mean()
+        )
 
-        curvature = c.gamma_curvature_alpha * sch.d2_gamma(lam, rho_b, drho_b, d2rho_b).square().mean()
+        curvature = (
+            c.gamma_curvature_alpha * sch.d2_gamma(lam, rho_b, drho_b, d2rho_b).square().mean()
+        )
         total = (
             c.weight_diff * diff
             + c.weight_boundary * boundary
@@ -304,11 +313,11 @@ class CVDM(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Region-averaged schedule curves on a uniform grid of ``n_t`` times in [0, 1].
 
-        ``mask`` (bool, broadcastable to (B, C_y, H, W), e.g. (H, W)) marks *structure*; its complement
-        is *background*. Default mask: pixels where the channel-mean condition exceeds its per-image
-        mean. Returns ``t`` (n_t,), ``gamma_structure``, ``gamma_background``, ``beta_structure``,
-        ``beta_background`` (n_t,) averaged over batch, channels and region pixels (NaN for an empty
-        region), and ``structure_fraction`` (scalar).
+        ``mask`` (bool, broadcastable to (B, C_y, H, W), e.g. (H, W)) marks *structure*; its
+        complement is *background*. Default mask: pixels where the channel-mean condition exceeds
+        its per-image mean. Returns ``t`` (n_t,), ``gamma_structure``, ``gamma_background``,
+        ``beta_structure``, ``beta_background`` (n_t,) averaged over batch, channels and region
+        pixels (NaN for an empty region), and ``structure_fraction`` (scalar).
         """
         lam = self.lambda_map(x) if lam is None else lam
         if mask is None:

@@ -1,13 +1,14 @@
 """The one place where napari-cvdm chooses a compute device.
 
-``resolve_device("auto")`` picks CUDA, then Apple MPS, then the CPU; it always picks the CPU when the
-environment variable ``CI`` or ``GITHUB_ACTIONS`` is set (tests and CI runners are CPU-only by
-contract). ``NAPARI_CVDM_DEVICE`` overrides whatever the caller asked for. An explicit choice that this
-torch build or machine cannot honour raises :class:`napari_cvdm.errors.DeviceError` with a message
-saying what to do.
+``resolve_device("auto")`` picks CUDA, then Apple MPS, then the CPU; it always picks the CPU when
+the environment variable ``CI`` or ``GITHUB_ACTIONS`` is set (tests and CI runners are CPU-only by
+contract). ``NAPARI_CVDM_DEVICE`` overrides whatever the caller asked for. An explicit choice that
+this torch build or machine cannot honour raises :class:`napari_cvdm.errors.DeviceError` with a
+message saying what to do.
 
-Call :func:`prepare_torch_environment` before the first ``import torch`` (the engine does it for you):
-on macOS it sets ``PYTORCH_ENABLE_MPS_FALLBACK=1`` so operators missing on MPS fall back to the CPU.
+Call :func:`prepare_torch_environment` before the first ``import torch`` (this module does it before
+its own lazy torch import): on macOS it sets ``PYTORCH_ENABLE_MPS_FALLBACK=1`` so operators
+missing on MPS fall back to the CPU.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def _torch():
 
 
 def _running_in_ci() -> bool:
-    return any(os.environ.get(name, "").strip().lower() not in ("", "0", "false") for name in CI_ENV_VARS)
+    return any(
+        os.environ.get(name, "").strip().lower() not in ("", "0", "false") for name in CI_ENV_VARS
+    )
 
 
 def _mps_available(torch_module) -> bool:
@@ -70,17 +73,15 @@ def resolve_device(name: str | None = "auto", *, honour_override: bool = True) -
     """Turn ``"auto"|"cpu"|"cuda"|"cuda:i"|"mps"`` into a :class:`torch.device` that exists.
 
     ``NAPARI_CVDM_DEVICE`` (when set and ``honour_override``) replaces ``name``. ``"auto"`` is
-    cuda > mps > cpu, but cpu whenever ``CI``/``GITHUB_ACTIONS`` is set. Raises ``DeviceError`` for an
-    unknown name or an unavailable device.
+    cuda > mps > cpu, but cpu whenever ``CI``/``GITHUB_ACTIONS`` is set. Raises ``DeviceError`` for
+    an unknown name or an unavailable device.
     """
     torch = _torch()
     override = os.environ.get(ENV_OVERRIDE, "").strip() if honour_override else ""
     requested = (override or name or "auto").strip().lower()
     source = f"{ENV_OVERRIDE}={override!r}" if override else f"device {requested!r}"
     if not _DEVICE_PATTERN.match(requested):
-        raise DeviceError(
-            f"unknown {source}; use one of auto, cpu, cuda, cuda:N or mps"
-        )
+        raise DeviceError(f"unknown {source}; use one of auto, cpu, cuda, cuda:N or mps")
     if requested == "auto":
         if _running_in_ci():
             return torch.device("cpu")
@@ -94,16 +95,16 @@ def resolve_device(name: str | None = "auto", *, honour_override: bool = True) -
     if requested == "mps":
         if not _mps_available(torch):
             raise DeviceError(
-                f"{source} asked for, but MPS (Apple GPU) is not available on this machine or torch "
-                "build; use --device cpu (or auto)"
+                f"{source} asked for, but MPS (Apple GPU) is not available on this machine or "
+                "torch build; use --device cpu (or auto)"
             )
         return torch.device("mps")
     # cuda or cuda:N
     if not torch.cuda.is_available():
         if getattr(torch.version, "cuda", None) is None:
             raise DeviceError(
-                f"{source} asked for, but this torch build has no CUDA; install a CUDA build of torch "
-                "(see README) or use --device cpu"
+                f"{source} asked for, but this torch build has no CUDA; install a CUDA build of "
+                "torch (see README) or use --device cpu"
             )
         raise DeviceError(
             f"{source} asked for, but no CUDA GPU is usable (driver missing or GPU hidden); check "
@@ -113,8 +114,8 @@ def resolve_device(name: str | None = "auto", *, honour_override: bool = True) -
     count = torch.cuda.device_count()
     if index >= count:
         raise DeviceError(
-            f"{source} asked for, but this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1}); "
-            "pick one of those or use --device auto"
+            f"{source} asked for, but this machine has {count} CUDA device(s) "
+            f"(cuda:0..cuda:{count - 1}); pick one of those or use --device auto"
         )
     return torch.device(f"cuda:{index}")
 

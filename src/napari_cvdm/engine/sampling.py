@@ -44,7 +44,8 @@ class BatchPlan:
     """How a sampling job is cut to fit a memory budget.
 
     ``tile``: tile edge in pixels, or None for whole-image evaluation; ``overlap``: tile overlap;
-    ``group_size``: samples advanced together; ``max_batch``: (tile, sample) pairs per denoiser call.
+    ``group_size``: samples advanced together; ``max_batch``: (tile, sample) pairs per denoiser
+    call.
     """
 
     tile: int | None
@@ -84,8 +85,8 @@ def ancestral_step(
     log_gamma_s: torch.Tensor,
     noise: torch.Tensor | None,
 ) -> torch.Tensor:
-    """``y_s = mean + sqrt(var)·z`` from level t to s < t. ``noise`` z ~ N(0, I) like ``y_t`` (may be
-    None only when ``var = 0``, i.e. s = 0)."""
+    """``y_s = mean + sqrt(var)·z`` from level t to s < t. ``noise`` z ~ N(0, I) like ``y_t``
+    (may be None only when ``var = 0``, i.e. s = 0)."""
     _, mean, var, _, _ = _posterior(y_t, eps_hat, log_gamma_t, log_gamma_s)
     return mean if noise is None else mean + var.sqrt() * noise
 
@@ -145,8 +146,11 @@ def plan_batches(
 
 
 def sample_generator(seed: int, index: int) -> torch.Generator:
-    """CPU generator of sample ``index`` for ``seed``: sample i's noise does not depend on grouping."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(1, np.uint64)
+    """CPU generator of sample ``index`` for ``seed`` (sample i's noise is independent of
+    grouping)."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(
+        1, np.uint64
+    )
     return torch.Generator().manual_seed(int(state[0]))
 
 
@@ -259,7 +263,10 @@ def sample(
             max_batch=plan.max_batch,
             extras=(global_log_snr,),
         )
-        log_gamma_t, log_gamma_s = sch.log_gamma(lam, rho_grid[k]), sch.log_gamma(lam, rho_grid[k + 1])
+        log_gamma_t, log_gamma_s = (
+            sch.log_gamma(lam, rho_grid[k]),
+            sch.log_gamma(lam, rho_grid[k + 1]),
+        )
         if sampler == "ancestral":
             return ancestral_step(y, eps_hat, log_gamma_t, log_gamma_s, noise)
         return ddim_step(y, eps_hat, log_gamma_t, log_gamma_s, eta, noise)

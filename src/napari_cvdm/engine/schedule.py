@@ -2,8 +2,8 @@
 
 * ``ρ(t)`` (:class:`MonotoneRho`) is a scalar function of diffusion time ``t ∈ [0, 1]``, monotone
   increasing with ``ρ(0) = 0`` for *every* parameter value. It is evaluated on a ``(K,)`` batch of
-  scalar times, never on a full-resolution time map. Its derivatives ρ', ρ'' are in closed form, so
-  they work under ``torch.inference_mode`` and stay differentiable w.r.t. the parameters in training.
+  scalar times, never on a full-resolution time map. Its derivatives ρ', ρ'' are in closed form,
+  so they work under ``torch.inference_mode`` and stay differentiable w.r.t. the parameters.
 * ``λ(x)`` (:class:`LambdaNet`) is a small UNet on the condition: one positive rate per target pixel
   and channel, ``softplus(U(x)) + λ_min``.
 * Pure log-space helpers turn ``(λ, ρ, ρ', ρ'')`` into ``log γ``, ``1 − γ``, log-SNR, β and ∂²γ/∂t².
@@ -34,9 +34,10 @@ class MonotoneRho(nn.Module):
     """``ρ(t) = t · softplus(g(t))`` with a monotone non-decreasing scalar network ``g``.
 
     ``g(t) = a + w⁺ t + Σ_j v⁺_j tanh(u⁺_j t + b_j)`` where ``p⁺ = softplus(p)`` makes the slopes
-    positive, so ``g' ≥ 0``; then ``ρ' = softplus(g) + t σ(g) g' > 0`` for ``t ≥ 0`` and ``ρ(0) = 0``
-    exactly, whatever the parameters. The default initialisation gives, with λ ≈ 3, a log-SNR going
-    from about +11 at ``t = 1/200`` through about +1 at ``t = 0.5`` to about −11 at ``t = 1``.
+    positive, so ``g' ≥ 0``; then ``ρ' = softplus(g) + t σ(g) g' > 0`` for ``t ≥ 0`` and
+    ``ρ(0) = 0`` exactly, whatever the parameters. The default initialisation gives, with λ ≈ 3,
+    a log-SNR going from about +11 at ``t = 1/200`` through about +1 at ``t = 0.5`` to about −11
+    at ``t = 1``.
 
     Args:
         hidden: number of tanh units in ``g``.
@@ -50,7 +51,9 @@ class MonotoneRho(nn.Module):
         self.bias_in = nn.Parameter(torch.linspace(-4.0, 0.0, hidden))
         self.raw_out = nn.Parameter(torch.full((hidden,), inverse_softplus(0.05)))
 
-    def _g_and_derivatives(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _g_and_derivatives(
+        self, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``g, g', g''`` at times ``t`` (K,), each (K,)."""
         slope = F.softplus(self.raw_slope)
         u = F.softplus(self.raw_in)  # (H,)
@@ -76,6 +79,8 @@ class MonotoneRho(nn.Module):
         drho = soft + t * sig * dg
         d2rho = 2.0 * sig * dg + t * (sig * (1.0 - sig) * dg * dg + sig * d2g)
         return rho, drho, d2rho
+
+    rho_derivatives = derivatives
 
 
 class LambdaNet(nn.Module):
@@ -116,7 +121,7 @@ class LambdaNet(nn.Module):
 
 
 def time_view(values: torch.Tensor, ndim: int = 4) -> torch.Tensor:
-    """Reshape a per-item vector (B,) to (B, 1, ..., 1) with ``ndim`` dimensions for broadcasting."""
+    """Reshape a per-item vector (B,) to (B, 1, ..., 1) with ``ndim`` dims, for broadcasting."""
     return values.reshape(values.shape[0], *([1] * (ndim - 1)))
 
 
@@ -156,3 +161,6 @@ def d2_gamma(
 ) -> torch.Tensor:
     """``∂²_t γ = (λ²ρ'² − λρ'')γ``."""
     return (lam * lam * drho * drho - lam * d2rho) * gamma(lam, rho)
+
+
+d2gamma = d2_gamma  # short alias used in the design notes

@@ -35,7 +35,9 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size ``min(tile, length)`` covering ``[0, length)`` with neighbours
     overlapping by at least ``overlap`` pixels; first start 0, last start ``length − tile``."""
     if tile < 1 or not 0 <= overlap < tile:
-        raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
+        raise ValueError(
+            f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}"
+        )
     if tile >= length:
         return [0]
     count = math.ceil((length - tile) / (tile - overlap)) + 1
@@ -43,7 +45,7 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 
 def tile_grid(shape: Sequence[int], tile: int, overlap: int) -> list[TileBox]:
-    """All tiles (row-major) covering an image of ``shape = (H, W)``; every tile has the same size."""
+    """All tiles (row-major) covering an image of ``shape = (H, W)``, all of the same size."""
     height, width = int(shape[0]), int(shape[1])
     th, tw = min(tile, height), min(tile, width)
     return [
@@ -112,8 +114,12 @@ def tiled_apply(
         inputs = [
             torch.cat(
                 [
-                    t[min(i, t.shape[0] - 1) : min(i, t.shape[0] - 1) + 1, :, b.y : b.y + b.height,
-                      b.x : b.x + b.width]
+                    t[
+                        min(i, t.shape[0] - 1) : min(i, t.shape[0] - 1) + 1,
+                        :,
+                        b.y : b.y + b.height,
+                        b.x : b.x + b.width,
+                    ]
                     for b, i in chunk
                 ]
             )

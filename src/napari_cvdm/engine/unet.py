@@ -2,13 +2,13 @@
 
 Blocks are pre-activation residual blocks ``(skip(h) + conv(SiLU(norm(conv(SiLU(norm(h)))))))/√2``
 with GroupNorm or no normalisation (default: none, so the output at a pixel depends only on a
-neighbourhood and not on the statistics of the whole tile — tiled and untiled inference then agree up
-to the receptive-field border). No attention. Down-sampling is 2×2 average pooling, up-sampling is
-nearest-neighbour ×2 followed by concatenation with the skip of the same level.
+neighbourhood and not on the statistics of the whole tile; tiled and untiled inference then agree
+up to the receptive-field border). No attention. Down-sampling is 2×2 average pooling, up-sampling
+is nearest-neighbour ×2 followed by concatenation with the skip of the same level.
 
-Any input size works: inputs are reflect-padded (bottom/right) to a multiple of ``2**depth`` and the
-output is cropped back. An optional global embedding (sinusoidal features of one scalar per batch item,
-e.g. the mean log-SNR) modulates every block by a scale and shift.
+Any input size works: inputs are reflect-padded (bottom/right) to a multiple of ``2**depth`` and
+the output is cropped back. An optional global embedding (sinusoidal features of one scalar per
+batch item, e.g. the mean log-SNR) modulates every block by a scale and shift.
 """
 
 from __future__ import annotations
@@ -51,14 +51,18 @@ def sinusoidal_features(values: torch.Tensor, dim: int, max_period: float = 1000
 class ResBlock(nn.Module):
     """Residual block ``in_channels -> out_channels`` at constant resolution (optional FiLM)."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm_groups: int, embed_dim: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, norm_groups: int, embed_dim: int
+    ) -> None:
         super().__init__()
         self.norm1 = _norm(in_channels, norm_groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = _norm(out_channels, norm_groups)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = (
-            nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Conv2d(in_channels, out_channels, 1)
         )
         self.film = nn.Linear(embed_dim, 2 * out_channels) if embed_dim > 0 else None
 
@@ -77,11 +81,11 @@ class UNet(nn.Module):
     Args:
         in_channels, out_channels: channel counts.
         base_width: channels at full resolution.
-        channel_mults: width multiplier per level; ``depth = len(channel_mults) - 1`` down-samplings.
+        channel_mults: width multiplier per level; ``len(channel_mults) - 1`` down-samplings.
         blocks_per_level: residual blocks per level on the way down (int or one per level); the way
             up has the same count.
         norm_groups: GroupNorm groups (0: no normalisation).
-        embed_dim: size of the optional global embedding (0: none; ``forward`` ignores ``global_cond``).
+        embed_dim: size of the optional global embedding (0: none, ``global_cond`` is ignored).
         middle_blocks: residual blocks at the coarsest level between the two paths.
     """
 
@@ -107,7 +111,9 @@ class UNet(nn.Module):
             else [int(b) for b in blocks_per_level]
         )
         if len(blocks) != len(widths) or min(blocks) < 1:
-            raise ValueError(f"blocks_per_level {blocks_per_level} does not match {len(widths)} levels")
+            raise ValueError(
+                f"blocks_per_level {blocks_per_level} does not match {len(widths)} levels"
+            )
         self.widths, self.blocks, self.depth = widths, blocks, len(widths) - 1
         self.embed_dim = int(embed_dim)
         if self.embed_dim:
@@ -182,7 +188,7 @@ class UNet(nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad (B, C, H, W) at the bottom/right to multiples of ``multiple`` (reflect; replicate if tiny)."""
+    """Pad (B, C, H, W) bottom/right to multiples of ``multiple`` (reflect; replicate if tiny)."""
     height, width = x.shape[-2:]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     if pad_h == 0 and pad_w == 0:

@@ -28,7 +28,9 @@ __all__ = ["SyntheticPairs"]
 _VALIDATION_STREAM = 0x5EED_0FF5  # distinct from every (seed, step, rank) training stream
 
 
-def _simulate(task: str, rng: np.random.Generator, overrides: dict[str, Any]) -> tuple[PreparedPair, Any]:
+def _simulate(
+    task: str, rng: np.random.Generator, overrides: dict[str, Any]
+) -> tuple[PreparedPair, Any]:
     """One simulated frame pair, normalised like inference inputs; returns it and the metadata."""
     if task == "sr":
         from ..physics.fluorescence import simulate_sr_pair
@@ -137,5 +139,7 @@ class SyntheticPairs:
         """The recipe's physical parameters, simulating one validation frame if needed."""
         if not self.physics:
             rng = np.random.default_rng([int(self.seed), _VALIDATION_STREAM])
-            self.physics = _physics_from(self.task, dict(_simulate(self.task, rng, self.overrides)[1]))
+            self.physics = _physics_from(
+                self.task, dict(_simulate(self.task, rng, self.overrides)[1])
+            )
         return self.physics

@@ -38,6 +38,7 @@ from .train_support import (
     distributed_context,
     run_validation,
     seed_step,
+    weights_digest,
 )
 
 __all__ = ["DEFAULT_FINETUNE_LR", "DEFAULT_LR", "TrainConfig", "checkpoint_path_for", "train"]
@@ -96,9 +97,11 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready settings (``data`` as its description)."""
-        out = asdict(self) if isinstance(self.data, str | os.PathLike) else {
-            k: v for k, v in asdict(self).items() if k != "data"
-        }
+        out = (
+            asdict(self)
+            if isinstance(self.data, str | os.PathLike)
+            else {k: v for k, v in asdict(self).items() if k != "data"}
+        )
         for key, value in list(out.items()):
             if isinstance(value, os.PathLike):
                 out[key] = str(value)
@@ -110,8 +113,16 @@ class TrainConfig:
         """Raise :class:`InputError` for settings that cannot work."""
         if self.task not in ("sr", "qpi"):
             raise InputError(f"task must be 'sr' or 'qpi', got {self.task!r}")
-        for key in ("steps", "batch", "patch", "val_every", "ckpt_every", "val_count", "val_steps",
-                    "patches_per_frame"):
+        for key in (
+            "steps",
+            "batch",
+            "patch",
+            "val_every",
+            "ckpt_every",
+            "val_count",
+            "val_steps",
+            "patches_per_frame",
+        ):
             if int(getattr(self, key)) < 1:
                 raise InputError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.patch % 8:
@@ -180,7 +191,9 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
     cond, target = {"sr": (1, 1), "qpi": (2, 1)}[config.task]
     torch.manual_seed(config.seed)
     arch = CVDMConfig(
-        condition_channels=cond, target_channels=target, preset=config.preset,
+        condition_channels=cond,
+        target_channels=target,
+        preset=config.preset,
         residual=config.task == "sr",
     )
     return CVDM(arch), {}
@@ -225,9 +238,17 @@ def train(
         raise InputError(
             f"checkpoint {config.resume} is for task {resume.info.get('task')!r}, not {config.task!r}"
         )
-    source = data if data is not None else make_training_data(
-        config.task, config.data, seed=config.seed, val_fraction=config.val_fraction,
-        overrides=config.synthetic_overrides, patches_per_frame=config.patches_per_frame,
+    source = (
+        data
+        if data is not None
+        else make_training_data(
+            config.task,
+            config.data,
+            seed=config.seed,
+            val_fraction=config.val_fraction,
+            overrides=config.synthetic_overrides,
+            patches_per_frame=config.patches_per_frame,
+        )
     )
     model, origin = _build_model(config, resume)
     if config.freeze_schedule:
@@ -277,9 +298,13 @@ def train(
     def save_ckpt() -> None:
         if rank == 0 and state["saved_step"] != state["step"]:
             save_checkpoint(
-                checkpoint, step=state["step"], model_state=model.state_dict(),
-                ema_state=ema.state_dict(), optimizer_state=optimizer.state_dict(),
-                rng_state=capture_rng_state(), info=info(),
+                checkpoint,
+                step=state["step"],
+                model_state=model.state_dict(),
+                ema_state=ema.state_dict(),
+                optimizer_state=optimizer.state_dict(),
+                rng_state=capture_rng_state(),
+                info=info(),
             )
             state["saved_step"] = state["step"]
 
@@ -287,8 +312,9 @@ def train(
         from ..engine.modelfile import save_model
 
         if rank == 0:
-            meta = build_metadata(config, source, origin, state["step"], wall(), last_metrics,
-                                  cancelled)
+            meta = build_metadata(
+                config, source, origin, state["step"], wall(), last_metrics, cancelled
+            )
             save_model(output, ema, meta, dtype="float16" if config.fp16 else "float32")
         return output
 
@@ -348,8 +374,15 @@ def train(
     yield Finished(
         result=path,
         cancelled=cancelled,
-        info={"checkpoint": str(checkpoint), "steps": state["step"], "wall_time_s": wall(),
-              "validation": last_metrics, "rank": rank},
+        info={
+            "checkpoint": str(checkpoint),
+            "steps": state["step"],
+            "wall_time_s": wall(),
+            "validation": last_metrics,
+            "rank": rank,
+            "world_size": world,
+            "weights_sha256": weights_digest(ema),
+        },
     )
     del model, ema, optimizer
     if device.type == "cuda":

@@ -83,7 +83,9 @@ class TrainHistory:
         write_bytes_atomic(Path(path), self.to_csv().encode())
 
     @classmethod
-    def read_csv(cls, path: str | os.PathLike, task: str, up_to_step: int | None = None) -> TrainHistory:
+    def read_csv(
+        cls, path: str | os.PathLike, task: str, up_to_step: int | None = None
+    ) -> TrainHistory:
         """Read a log written by :meth:`write_csv`, keeping rows with step ≤ ``up_to_step``."""
         history = cls(task)
         with open(path, newline="") as handle:
@@ -92,7 +94,8 @@ class TrainHistory:
                 if up_to_step is not None and step > up_to_step:
                     continue
                 losses = {
-                    k: float(v) for k, v in row.items()
+                    k: float(v)
+                    for k, v in row.items()
                     if k not in ("step", "lr") and not k.startswith("val_") and v not in ("", None)
                 }
                 history.add_loss(step, losses, float(row["lr"] or 0.0))
@@ -141,8 +144,9 @@ def draw_curves(figure: Any, history: TrainHistory) -> None:
         axis = ax_val if index == 0 else ax_val.twinx()
         values = [history.validation[s].get(name, math.nan) for s in val_steps]
         axis.plot(val_steps, values, "o-", color=f"C{index + 2}", markersize=3, label=name)
-        axis.set_ylabel({"psnr": "PSNR (dB)", "ssim": "SSIM", "phase_mae": "phase MAE (rad)"}
-                        .get(name, name))
+        axis.set_ylabel(
+            {"psnr": "PSNR (dB)", "ssim": "SSIM", "phase_mae": "phase MAE (rad)"}.get(name, name)
+        )
     ax_val.set_xlabel("step")
     ax_val.set_title("validation")
     figure.tight_layout()

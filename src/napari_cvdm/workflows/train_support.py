@@ -24,6 +24,7 @@ __all__ = [
     "run_validation",
     "seed_step",
     "step_rng",
+    "weights_digest",
 ]
 
 #: nominal physics of the SR-A / QPI-A recipes (used when the data does not say)
@@ -31,6 +32,18 @@ DEFAULT_PHYSICS = {
     "sr": {"pixel_size_um": 0.0626, "upscale": 2.0, "wavelength_um": 0.525, "na": 1.49},
     "qpi": {"pixel_size_um": 0.21, "wavelength_um": 0.521, "dz_um": 1.0},
 }
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of a model's state (names, shapes and float32 bytes): equal digests, equal weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}{tuple(data.shape)}".encode())
+        digest.update(data.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
@@ -62,7 +75,9 @@ class Prefetcher:
         self._next = first_step
 
     def _make(self, step: int) -> Any:
-        return self._source.train_batch(step_rng(self._seed, step, self._rank), self._batch, self._patch)
+        return self._source.train_batch(
+            step_rng(self._seed, step, self._rank), self._batch, self._patch
+        )
 
     def get(self, step: int) -> Any:
         """The batch of ``step`` (steps are requested in increasing order)."""
@@ -138,7 +153,9 @@ def _scaled(panel: np.ndarray) -> np.ndarray:
     return np.clip((panel - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(panel)
 
 
-def preview_montage(condition: np.ndarray, prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
+def preview_montage(
+    condition: np.ndarray, prediction: np.ndarray, target: np.ndarray
+) -> np.ndarray:
     """A display image (rows = validation patches; columns = input, prediction, target).
 
     Inputs (N, C, P, P); each panel is percentile-scaled to [0, 1] on its own. float32 (N·P, 3·P).
@@ -159,8 +176,13 @@ def _sample_patches(model: torch.nn.Module, x: torch.Tensor, steps: int, seed: i
     for index in range(x.shape[0]):
         samples = None
         for event in sample(
-            model, x[index : index + 1], n_samples=1, steps=steps, sampler="ddim",
-            seed=seed + index, channels_last=False,
+            model,
+            x[index : index + 1],
+            n_samples=1,
+            steps=steps,
+            sampler="ddim",
+            seed=seed + index,
+            channels_last=False,
         ):
             if isinstance(event, SampleGroup):
                 samples = event.samples
@@ -230,8 +252,12 @@ def build_metadata(
     from ..normalization import qpi_rule, sr_rule
 
     physics: dict[str, Any] = dict(DEFAULT_PHYSICS[config.task])
-    assumed = sorted(set(physics) - set(source.physics) - set(config.physics)
-                     - set(origin.get("base_physics", {})))
+    assumed = sorted(
+        set(physics)
+        - set(source.physics)
+        - set(config.physics)
+        - set(origin.get("base_physics", {}))
+    )
     physics.update(origin.get("base_physics", {}))
     physics.update(source.physics)
     physics.update(config.physics)

@@ -151,9 +151,7 @@ def prepare_qpi_pair(
             f"QPI pair {name!r}: the phase target must be 2-D with the stack's Y, X size "
             f"{two.shape[1:]}, got {phase.shape}"
         )
-    return PreparedPair(
-        condition=qpi_contrast(two), target=phase_to_model(phase)[None], name=name
-    )
+    return PreparedPair(condition=qpi_contrast(two), target=phase_to_model(phase)[None], name=name)
 
 
 # --- patches ------------------------------------------------------------------------------
@@ -213,7 +211,9 @@ def _grid_patches(pairs: Sequence[PreparedPair], patch: int, count: int) -> Pair
 # --- pairs of arrays / layers / folders ---------------------------------------------------
 
 
-def _check_pixel_sizes(task: str, name: str, input_px: float | None, target_px: float | None) -> None:
+def _check_pixel_sizes(
+    task: str, name: str, input_px: float | None, target_px: float | None
+) -> None:
     if input_px is None or target_px is None:
         return
     want = input_px / 2.0 if task == "sr" else input_px

@@ -1,0 +1,145 @@
+"""Render the napari screenshots used in docs/usage.md (and the README picture).
+
+Run under a real X server (never ``QT_QPA_PLATFORM=offscreen``, vispy crashes there)::
+
+    xvfb-run -a .venv/bin/python docs/make_screenshots.py
+
+It opens napari with the Reconstruct widget, loads the synthetic samples, runs an SR and a QPI
+reconstruction on the CPU and writes ``docs/images/*.png``. The bundled default models are used
+when they are installed (``napari_cvdm/models/``); otherwise tiny UNTRAINED random-weight models
+are built on the fly, the pictures then show the layout only, and the script says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NAPARI_CVDM_DEVICE", "cpu")  # reproducible pictures, any machine
+
+HERE = Path(__file__).resolve().parent
+
+
+def _model_for(task: str, folder: Path) -> tuple[Path, bool]:
+    """The bundled default model of ``task``, else a tiny untrained one saved in ``folder``."""
+    from napari_cvdm.engine.modelfile import save_model
+    from napari_cvdm.engine.registry import default_model, make_untrained_model
+
+    info = default_model(task)
+    if info is not None:
+        return info.path, False
+    loaded = make_untrained_model(task, "tiny", seed=0)
+    return save_model(folder / f"untrained_{task}.safetensors", loaded.model, loaded.metadata), True
+
+
+def _wait_idle(widget, timeout_s: float = 1200.0) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    start = time.monotonic()
+    while not widget.status.idle:
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError("the reconstruction did not finish in time")
+        QApplication.processEvents()
+        time.sleep(0.01)
+    for _ in range(20):  # let napari draw the new layers
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def _show_only(viewer, names: list[str]) -> None:
+    for layer in viewer.layers:
+        layer.visible = layer.name in names
+
+
+def _shot(viewer, path: Path) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(10):
+        QApplication.processEvents()
+        time.sleep(0.02)
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    print(f"wrote {path}")
+
+
+def _run(widget, model: Path, steps: int, samples: int) -> None:
+    from napari_cvdm._widgets.reconstruct import LOAD_FROM_FILE
+
+    widget.model.value = LOAD_FROM_FILE
+    widget.model_file.value = model
+    widget.steps.value, widget.samples.value, widget.seed.value = steps, samples, 0
+    widget.run()
+    _wait_idle(widget)
+    if widget.last_run.failed is not None:
+        raise RuntimeError(f"reconstruction failed: {widget.last_run.failed}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE / "images")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--samples", type=int, default=4)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    import napari
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sr_model, sr_untrained = _model_for("sr", Path(tmp))
+        qpi_model, qpi_untrained = _model_for("qpi", Path(tmp))
+
+        viewer = napari.Viewer(title="napari CVDM", show=True)
+        viewer.window.resize(1500, 900)
+        _, widget = viewer.window.add_plugin_dock_widget("napari-cvdm", "Reconstruct")
+
+        # --- SR: the widget beside the reconstruction
+        viewer.open_sample("napari-cvdm", "sr_synthetic")
+        _run(widget, sr_model, args.steps, args.samples)
+        _show_only(viewer, ["sr_widefield_cvdm"])
+        viewer.layers.selection.active = viewer.layers["sr_widefield_cvdm"]
+        viewer.reset_view()
+        _shot(viewer, args.out / "reconstruct_sr.png")
+
+        # --- SR: input, mean, std and schedule side by side (the README picture)
+        panels = ["sr_widefield", "sr_widefield_cvdm", "sr_widefield_cvdm_std",
+                  "sr_widefield_cvdm_schedule"]  # fmt: skip
+        _show_only(viewer, panels)
+        for name in panels:  # grid order follows the layer list, last layer first
+            viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
+        viewer.grid.enabled = True
+        viewer.grid.shape = (1, 4)
+        viewer.reset_view()
+        _shot(viewer, args.out / "sr_mean_std_schedule.png")
+        viewer.grid.enabled = False
+
+        # --- QPI: through-focus stack, ground truth, phase and its uncertainty
+        viewer.layers.clear()
+        widget.mode.value = "qpi"
+        viewer.open_sample("napari-cvdm", "qpi_synthetic")
+        _run(widget, qpi_model, args.steps, args.samples)
+        panels = ["qpi_through_focus", "qpi_phase_ground_truth", "qpi_through_focus_cvdm",
+                  "qpi_through_focus_cvdm_std"]  # fmt: skip
+        _show_only(viewer, panels)
+        for name in panels:
+            viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
+        viewer.grid.enabled = True
+        viewer.grid.shape = (1, 4)
+        viewer.reset_view()
+        _shot(viewer, args.out / "qpi_phase_std.png")
+        viewer.close()
+
+    untrained = [t for t, u in (("SR", sr_untrained), ("QPI", qpi_untrained)) if u]
+    if untrained:
+        print(
+            f"NOTE: no bundled {' and '.join(untrained)} model installed; the pictures use tiny "
+            "UNTRAINED random-weight models and show the layout only. Re-run after the trained "
+            "models are in src/napari_cvdm/models/."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
