@@ -1,4 +1,4 @@
-"""The training loop: events, loss decrease, exact resume, stop/close, fine-tuning, DDP, metadata."""
+"""The training loop: events, loss decrease, exact resume, stop, fine-tuning, DDP, metadata."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from napari_cvdm.engine.modelfile import load_model, read_metadata, save_model
+from napari_cvdm.engine.modelfile import load_model, read_metadata
 from napari_cvdm.errors import InputError
 from napari_cvdm.physics.fluorescence import simulate_sr_pair
 from napari_cvdm.physics.qpi import simulate_qpi_stack

@@ -70,7 +70,8 @@ def _check_patch(data: Any, patch: int) -> None:
     if patch > smallest:
         raise UserError(
             f"patch size {patch} is larger than the training images ({smallest} px on the target "
-            f"grid after the validation split); choose a patch size of at most {smallest - smallest % 8}"
+            "grid after the validation split); choose a patch size of at most "
+            f"{smallest - smallest % 8}"
         )
 
 
@@ -402,9 +403,7 @@ class TrainWidget(QWidget):
             self.viewer.add_image(data, name=PREVIEW_LAYER, colormap="gray", contrast_limits=(0, 1))
 
     def _on_error(self, exc: BaseException) -> None:
-        if isinstance(exc, UserError):
-            notify(str(exc), "error")
-        elif isinstance(exc, FloatingPointError):
+        if isinstance(exc, UserError | FloatingPointError):
             notify(str(exc), "error")
         else:
             notify(f"training failed: {type(exc).__name__}: {exc}", "error")

@@ -311,7 +311,8 @@ def run(args: argparse.Namespace) -> int:
         info = finished.info
         state = "stopped" if finished.cancelled else "finished"
         print(
-            f"{state} after {info.get('steps')} steps in {_format_time(info.get('wall_time_s', 0))}: "
+            f"{state} after {info.get('steps')} steps in "
+            f"{_format_time(info.get('wall_time_s', 0))}: "
             f"model {finished.result}, checkpoint {info.get('checkpoint')}, log {csv_path}, "
             f"curves {png_path}",
             file=sys.stderr,

@@ -1,1 +1,4 @@
-"""Science layer: PSFs, fluorescence and phase simulators, classical baselines (numpy/scipy, no Qt)."""
+"""Science layer: PSFs, fluorescence and phase simulators, classical baselines.
+
+numpy/scipy only: no torch, no Qt, no napari.
+"""

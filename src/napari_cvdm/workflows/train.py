@@ -236,7 +236,8 @@ def train(
     resume = load_checkpoint(config.resume) if config.resume else None
     if resume is not None and resume.info.get("task") != config.task:
         raise InputError(
-            f"checkpoint {config.resume} is for task {resume.info.get('task')!r}, not {config.task!r}"
+            f"checkpoint {config.resume} is for task {resume.info.get('task')!r}, not "
+            f"{config.task!r}; resume it with --task {resume.info.get('task')}"
         )
     source = (
         data
@@ -371,19 +372,18 @@ def train(
     save_ckpt()
     path = save_model_file(cancelled)
     dist.close()
-    yield Finished(
-        result=path,
-        cancelled=cancelled,
-        info={
-            "checkpoint": str(checkpoint),
-            "steps": state["step"],
-            "wall_time_s": wall(),
-            "validation": last_metrics,
-            "rank": rank,
-            "world_size": world,
-            "weights_sha256": weights_digest(ema),
-        },
-    )
-    del model, ema, optimizer
-    if device.type == "cuda":
+    summary = {
+        "checkpoint": str(checkpoint),
+        "steps": state["step"],
+        "wall_time_s": wall(),
+        "validation": last_metrics,
+        "rank": rank,
+        "world_size": world,
+        "weights_sha256": weights_digest(ema),
+    }
+    if device.type == "cuda":  # free device memory before handing back control
+        model.to("cpu")
+        ema.to("cpu")
+        optimizer.state.clear()
         torch.cuda.empty_cache()
+    yield Finished(result=path, cancelled=cancelled, info=summary)

@@ -45,7 +45,7 @@ class TrainHistory:
         self.lr.append(float(lr))
         for key, value in losses.items():
             self.losses.setdefault(key, [math.nan] * n).append(float(value))
-        for key, values in self.losses.items():
+        for values in self.losses.values():
             if len(values) < n + 1:
                 values.append(math.nan)
 

@@ -40,7 +40,6 @@ __all__ = [
     "PairBatch",
     "PairedImages",
     "PreparedPair",
-    "SyntheticPairs",
     "TrainingData",
     "dihedral",
     "make_training_data",
@@ -158,7 +157,8 @@ def prepare_qpi_pair(
 
 
 def dihedral(array: np.ndarray, k: int) -> np.ndarray:
-    """One of the 8 symmetries of the square on the last two axes: rot90 ``k % 4``, flip if ``k ≥ 4``."""
+    """Symmetry ``k`` (0–7) of the square on the last two axes: rot90 ``k % 4``, then a flip of
+    X when ``k ≥ 4``."""
     out = np.rot90(array, k % 4, axes=(-2, -1))
     if k >= 4:
         out = out[..., ::-1]
@@ -259,7 +259,8 @@ class PairedImages:
             raise InputError(f"task must be 'sr' or 'qpi', got {self.task!r}")
         if len(self.inputs) != len(self.targets):
             raise InputError(
-                f"{len(self.inputs)} inputs but {len(self.targets)} targets; give one target per input"
+                f"{len(self.inputs)} inputs but {len(self.targets)} targets; "
+                "give one target per input"
             )
         if not self.inputs:
             raise InputError("no training pairs; give at least one input/target pair")
@@ -351,7 +352,8 @@ def _lateral_pixel_size(pixel_size_um: Sequence[float] | None) -> float | None:
 def paired_folders(
     task: str, folder: str | os.PathLike, *, val_fraction: float = 0.2, **options: Any
 ) -> PairedImages:
-    """Training pairs from ``folder/input`` and ``folder/target`` (TIFF/OME-TIFF/MRC, same names)."""
+    """Training pairs from ``folder/input`` and ``folder/target`` (TIFF/OME-TIFF/MRC files with
+    matching names; see :func:`napari_cvdm.io.find_image_pairs`)."""
     from ..io import find_image_pairs, read_image
 
     folder = Path(folder)
@@ -386,11 +388,13 @@ def make_training_data(
     overrides: dict[str, Any] | None = None,
     patches_per_frame: int = 1,
 ) -> TrainingData:
-    """The data source for ``data``: ``"synthetic"``, a folder, or a ready source (returned as is)."""
+    """The data source for ``data``: ``"synthetic"`` (:class:`SyntheticPairs`), a folder
+    (:func:`paired_folders`), or a ready source (returned as is)."""
     if not isinstance(data, str | os.PathLike):
         if not hasattr(data, "train_batch"):
             raise InputError(
-                f"training data must be 'synthetic', a folder or a data source, got {type(data).__name__}"
+                "training data must be 'synthetic', a folder or a data source, got "
+                f"{type(data).__name__}"
             )
         return data
     if str(data) == "synthetic":
