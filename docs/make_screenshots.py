@@ -109,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         _show_only(viewer, panels)
         for name in panels:  # grid order follows the layer list, last layer first
             viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
-        viewer.grid.enabled = True
-        viewer.grid.shape = (1, 4)
+        viewer.canvas.grid.enabled = True
+        viewer.canvas.grid.shape = (1, 4)
         viewer.reset_view()
         _shot(viewer, args.out / "sr_mean_std_schedule.png")
-        viewer.grid.enabled = False
+        viewer.canvas.grid.enabled = False
 
         # --- QPI: through-focus stack, ground truth, phase and its uncertainty
         viewer.layers.clear()
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         _show_only(viewer, panels)
         for name in panels:
             viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
-        viewer.grid.enabled = True
-        viewer.grid.shape = (1, 4)
+        viewer.canvas.grid.enabled = True
+        viewer.canvas.grid.shape = (1, 4)
         viewer.reset_view()
         _shot(viewer, args.out / "qpi_phase_std.png")
         viewer.close()

@@ -98,7 +98,7 @@ def test_default_model_prefers_bundled_default_name(cache, tmp_path, monkeypatch
     assert registry.default_model("sr") is None
     bundled = tmp_path / "bundled"
     other = _save(bundled / "a-first.safetensors")
-    default = _save(bundled / "cvdm-sr-small.safetensors")
+    default = _save(bundled / "sr-fluorescence-2x.safetensors")
     monkeypatch.setattr(registry, "_bundled_files", lambda: [other, default])
     info = registry.default_model("sr")
     assert info.path == default and info.source == "bundled"

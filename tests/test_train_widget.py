@@ -71,9 +71,9 @@ def test_trains_two_steps_plots_previews_and_saves_a_listed_model(widget, qtbot,
     assert widget.train_button.text == "Train"
     assert widget.history.steps == [1, 2]
     assert sorted(widget.history.validation) == [1, 2]
-    loss_axis = widget.figure.axes[0]
+    loss_axis = widget.plot.figure.axes[0]
     assert list(loss_axis.lines[0].get_xdata()) == [1, 2]
-    assert widget.redraws >= 1
+    assert widget.plot.redraws >= 1
     preview = widget.viewer.layers[PREVIEW_LAYER]
     # validation = the bottom 16-px band of the 64-px target: four 16-px patches, three columns
     assert preview.data.shape == (4 * 16, 3 * 16)

@@ -139,6 +139,18 @@ class OutputLayers:
         """Whether any layer of this run is in the viewer (after the first sample group)."""
         return bool(self.layers)
 
+    def _world_unit(self, ndim: int) -> str:
+        """The viewer's unit on the world axis a new leading axis of an ``ndim`` layer lands on.
+
+        napari aligns layers on their last axes and ignores all units (scale bar included) when
+        two layers disagree on an axis; the t* axis borrows that axis' unit (its label and the
+        metadata say what it is), or is dimensionless when the axis is new.
+        """
+        units = getattr(self.viewer.layers.extent, "units", None)
+        if units is None or len(units) < ndim:
+            return ""
+        return str(units[-ndim])
+
     def _metadata(self, provenance: Mapping[str, Any]) -> dict[str, Any]:
         return {"cvdm": dict(provenance), "source_metadata": dict(self.source_metadata)}
 
@@ -158,7 +170,7 @@ class OutputLayers:
             geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape)
         else:  # γ(t*, x): the index of t* on a leading slider axis (values in metadata)
             geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape[1:])
-            geometry = prepend_axis(geometry, label="t*")
+            geometry = prepend_axis(geometry, label="t*", unit=self._world_unit(data.ndim))
         name = self.names[role]
         layer = self.layers.get(role)
         if layer is None and name in self.viewer.layers:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +32,12 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from ..errors import UserError
 from .common import notify
+from .train_plot import LossPlot
 
 if TYPE_CHECKING:
     import napari
@@ -47,7 +47,6 @@ __all__ = ["PREVIEW_LAYER", "TrainWidget"]
 PREVIEW_LAYER = "cvdm_train_preview"
 SCRATCH = "(new model from scratch)"
 SOURCES = ("layers", "folder", "synthetic")
-_REDRAW_S = 0.2  # at most 5 redraws per second
 
 
 def _pixel_size(layer: Any) -> float | None:
@@ -127,30 +126,15 @@ class TrainWidget(QWidget):
                 self.status,
             ]
         )
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(5, 2.6), dpi=90)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(200)
+        self.plot = LossPlot(self)
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
-        layout.addWidget(self.canvas)
-
-        from ..workflows.train_log import TrainHistory
-
-        self.history = TrainHistory("sr")
+        layout.addWidget(self.plot)
         self.worker: Any = None
         self.model_path: Path | None = None
         self.finished_event: Any = None
-        self.redraws = 0
         self._stop = threading.Event()
         self._job: Any = None
-        self._dirty = False
-        self._last_draw = 0.0
-        self._timer = QTimer(self)
-        self._timer.setInterval(int(_REDRAW_S * 1000))
-        self._timer.timeout.connect(self._redraw_if_due)
 
         self.task.changed.connect(self._task_changed)
         self.source.changed.connect(self._refresh_visibility)
@@ -333,10 +317,8 @@ class TrainWidget(QWidget):
         from napari.qt.threading import create_worker
 
         from ..workflows.train import train
-        from ..workflows.train_log import TrainHistory
 
-        self.history = TrainHistory(config.task)
-        self._dirty = True
+        self.plot.start(config.task)
         self.model_path = None
         self.finished_event = None
         self._stop.clear()
@@ -357,7 +339,6 @@ class TrainWidget(QWidget):
         self.train_button.text = "Stop"
         self.save_button.enabled = False
         self.status.value = "starting…"
-        self._timer.start()
         self.worker.start()
 
     def stop(self) -> None:
@@ -380,14 +361,12 @@ class TrainWidget(QWidget):
         from ..workflows.events import Finished, LossReport, Progress, Validation
 
         if isinstance(event, LossReport):
-            self.history.add_loss(event.step, event.losses, event.lr)
-            self._dirty = True
+            self.plot.add_loss(event.step, event.losses, event.lr)
         elif isinstance(event, Progress):
             loss = self.history.losses.get("total", [float("nan")])[-1]
             self.status.value = f"step {event.step}/{event.total}  loss {loss:.4g}"
         elif isinstance(event, Validation):
-            self.history.add_validation(event.step, event.metrics)
-            self._dirty = True
+            self.plot.add_validation(event.step, event.metrics)
             self._show_preview(event.preview)
         elif isinstance(event, Finished):
             self.finished_event = event
@@ -411,8 +390,7 @@ class TrainWidget(QWidget):
     def _on_finished(self) -> None:
         self.worker = None
         self._job = None
-        self._timer.stop()
-        self.redraw()
+        self.plot.stop()
         self.train_button.text = "Train"
         self.train_button.enabled = True
         event = self.finished_event
@@ -438,21 +416,10 @@ class TrainWidget(QWidget):
         if current in self.base_model.choices:
             self.base_model.value = current
 
-    # --- curves -------------------------------------------------------------------------
-
-    def _redraw_if_due(self) -> None:
-        if self._dirty and time.monotonic() - self._last_draw >= _REDRAW_S:
-            self.redraw()
-
-    def redraw(self) -> None:
-        """Draw the loss and validation curves now."""
-        from ..workflows.train_log import draw_curves
-
-        draw_curves(self.figure, self.history)
-        self.canvas.draw_idle()
-        self._dirty = False
-        self._last_draw = time.monotonic()
-        self.redraws += 1
+    @property
+    def history(self) -> Any:
+        """The ``TrainHistory`` of the current (or last) run."""
+        return self.plot.history
 
     # --- save ---------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ __all__ = [
 
 CACHE_ENV = "NAPARI_CVDM_CACHE_DIR"
 #: preferred bundled model name per task (the first bundled model of the task otherwise)
-DEFAULT_NAMES = {"sr": "cvdm-sr-small", "qpi": "cvdm-qpi-small"}
+DEFAULT_NAMES = {"sr": "sr-fluorescence-2x", "qpi": "qpi-2plane"}
 SUFFIX = ".safetensors"
 
 
