@@ -55,13 +55,13 @@ def _show_only(viewer, names: list[str]) -> None:
         layer.visible = layer.name in names
 
 
-def _shot(viewer, path: Path) -> None:
+def _shot(viewer, path: Path, canvas_only: bool = False) -> None:
     from qtpy.QtWidgets import QApplication
 
     for _ in range(10):
         QApplication.processEvents()
         time.sleep(0.02)
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.screenshot(str(path), canvas_only=canvas_only, flash=False)
     print(f"wrote {path}")
 
 
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
         viewer = napari.Viewer(title="napari CVDM", show=True)
         viewer.window.resize(1500, 900)
-        _, widget = viewer.window.add_plugin_dock_widget("napari-cvdm", "Reconstruct")
+        viewer.canvas.overlays.scale_bar.visible = True
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-cvdm", "Reconstruct")
 
         # --- SR: the widget beside the reconstruction
         viewer.open_sample("napari-cvdm", "sr_synthetic")
@@ -110,9 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in panels:  # grid order follows the layer list, last layer first
             viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
         viewer.canvas.grid.enabled = True
-        viewer.canvas.grid.shape = (1, 4)
+        viewer.canvas.grid.shape = (2, 2)
         viewer.reset_view()
-        _shot(viewer, args.out / "sr_mean_std_schedule.png")
+        dock.hide()  # a larger canvas for the canvas-only pictures
+        _shot(viewer, args.out / "sr_mean_std_schedule.png", canvas_only=True)
+        dock.show()
         viewer.canvas.grid.enabled = False
 
         # --- QPI: through-focus stack, ground truth, phase and its uncertainty
@@ -126,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in panels:
             viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
         viewer.canvas.grid.enabled = True
-        viewer.canvas.grid.shape = (1, 4)
+        viewer.canvas.grid.shape = (2, 2)
+        viewer.dims.set_point(viewer.dims.ndim - 3, -1.0)  # the plane at -dz shows the contrast
+        dock.hide()
         viewer.reset_view()
-        _shot(viewer, args.out / "qpi_phase_std.png")
+        _shot(viewer, args.out / "qpi_phase_std.png", canvas_only=True)
         viewer.close()
 
     untrained = [t for t, u in (("SR", sr_untrained), ("QPI", qpi_untrained)) if u]

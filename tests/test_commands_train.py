@@ -54,10 +54,8 @@ def _rows(path):
 
 def test_train_writes_model_checkpoint_csv_and_png(tmp_path, capsys):
     out = tmp_path / "sr.safetensors"
-    assert (
-        main(["train", *TINY, "--output", str(out), "--steps", "3", "--name", "my-sr", "--fp16"])
-        == 0
-    )
+    argv = ["train", *TINY, "--output", str(out), "--steps", "3", "--name", "my-sr", "--fp16"]
+    assert main([*argv, "--na", "1.4", "--wavelength", "0.6"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "sr.ckpt",
         "sr.curves.png",
@@ -66,6 +64,7 @@ def test_train_writes_model_checkpoint_csv_and_png(tmp_path, capsys):
     ]
     meta = read_metadata(out)
     assert meta["name"] == "my-sr" and meta["weights"]["dtype"] == "float16"
+    assert meta["physics"]["na"] == 1.4 and meta["physics"]["wavelength_um"] == 0.6
     assert meta["training"]["command"].startswith("napari-cvdm train ")
     assert meta["training"]["data"]["overrides"] == {"size": "32"}
     rows = _rows(tmp_path / "sr.log.csv")
@@ -174,3 +173,39 @@ def test_importing_the_command_and_widget_modules_does_not_import_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_same_command_under_torchrun_trains_with_two_processes(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "ddp.safetensors"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(port),
+        "-m",
+        "napari_cvdm.cli",
+        "train",
+        *TINY,
+        "--batch",
+        "4",
+        "--steps",
+        "2",
+        "--output",
+        str(out),
+        "--quiet",
+    ]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "CI": "true"}
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_metadata(out)["training"]["world_size"] == 2
+    assert result.stderr.count("finished after 2 steps") == 1  # only rank 0 reports
+    assert [int(r["step"]) for r in _rows(tmp_path / "ddp.log.csv")] == [1, 2]

@@ -23,7 +23,7 @@ from .geometry import output_geometry
 __all__ = ["QPI_SEED", "SR_SEED", "biosr_microtubules", "synthetic_qpi", "synthetic_sr"]
 
 SR_SEED = 7
-QPI_SEED = 11
+QPI_SEED = 4
 LayerData = list[tuple[np.ndarray, dict[str, Any]]]
 
 _SR_OPTIONS = {"structure": "microtubules", "na": 1.49, "wavelength_um": 0.525, "size": 128}

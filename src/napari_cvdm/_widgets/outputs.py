@@ -173,6 +173,8 @@ class OutputLayers:
             geometry = prepend_axis(geometry, label="t*", unit=self._world_unit(data.ndim))
         name = self.names[role]
         layer = self.layers.get(role)
+        if layer is not None and layer.name not in self.viewer.layers:
+            layer = None  # the user deleted it during the run: add it again
         if layer is None and name in self.viewer.layers:
             layer = self.viewer.layers[name]  # re-run: update the previous result in place
         if layer is None:
@@ -204,7 +206,12 @@ class OutputLayers:
     ) -> None:
         """Progressive refinement: the first call creates mean/std, later ones update the data
         in place (contrast limits are set only when a run first shows its layers)."""
-        if "mean" in self.layers and self.layers["mean"].data.shape == np.shape(mean):
+        if all(
+            role in self.layers
+            and self.layers[role].name in self.viewer.layers
+            and self.layers[role].data.shape == np.shape(mean)
+            for role in ("mean", "std")
+        ):
             for role, data in (("mean", mean), ("std", std)):
                 layer = self.layers[role]
                 layer.data[...] = np.asarray(data, dtype=np.float32)

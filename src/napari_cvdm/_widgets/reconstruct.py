@@ -335,8 +335,8 @@ class ReconstructWidget(Container):
             if from_layer or (only_missing and field.value > 0):
                 continue
             value = physics.get(key)
-            if isinstance(value, int | float) and value > 0:
-                field.value = float(value)
+            # the model's value, or 0 (unknown) rather than a stale value from another model
+            field.value = float(value) if isinstance(value, int | float) and value > 0 else 0.0
         if self.dz_um.value <= 0 and isinstance(physics.get("dz_um"), int | float):
             self.dz_um.value = float(physics["dz_um"])
 

@@ -110,6 +110,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="synthetic data: a simulator option (JSON value), e.g. --sim absorption='\"random\"' "
         "or --sim photons=500; repeatable",
     )
+    for flag, key, text in (
+        ("--pixel-size", "pixel_size_um", "input pixel size in µm (default: from the files)"),
+        ("--na", "na", "numerical aperture of the data (SR; default 1.49)"),
+        ("--wavelength", "wavelength_um", "emission (SR) / illumination (QPI) wavelength, µm"),
+        ("--dz", "dz_um", "QPI plane offset ±dz in µm (default 1.0)"),
+    ):
+        parser.add_argument(flag, type=float, dest=f"physics_{key}", metavar="X", help=text)
     parser.add_argument(
         "--threads", type=int, help="CPU threads for torch (default: torch's choice)"
     )
@@ -194,6 +201,11 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         fp16=args.fp16,
         name=args.name,
         description=args.description,
+        physics={
+            key.removeprefix("physics_"): value
+            for key, value in vars(args).items()
+            if key.startswith("physics_") and value is not None
+        },
         patches_per_frame=args.patches_per_frame,
         synthetic_overrides=_sim_options(args.sim),
         command="napari-cvdm train " + " ".join(shlex.quote(a) for a in _argv_of(args)),

@@ -140,6 +140,17 @@ def draw_curves(figure: Any, history: TrainHistory) -> None:
     if history.steps:
         ax_loss.legend(fontsize="small")
     names = [k for k in VALIDATION_KEYS.get(history.task, ()) if k != "loss"]
+    if not val_steps:
+        names = []
+        ax_val.text(
+            0.5,
+            0.5,
+            "no validation yet",
+            ha="center",
+            va="center",
+            transform=ax_val.transAxes,
+            color="0.5",
+        )
     for index, name in enumerate(names):
         axis = ax_val if index == 0 else ax_val.twinx()
         values = [history.validation[s].get(name, math.nan) for s in val_steps]
