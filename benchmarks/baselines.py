@@ -27,64 +27,48 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _testsets import (  # benchmarks/_testsets.py: the seeded sets shared with quality.py
+    QPI_FAMILIES,
+    QPI_METHODS,
+    QPI_NOISE,
+    SR_METHODS,
+    SR_PHOTONS,
+    STRUCTURE_NAMES,
+    qpi_test_cases,
+    sr_test_cases,
+    tune_qpi,
+    tune_sr,
+)
+from _testsets import mean_of as _mean
 
 from napari_cvdm import metrics
-from napari_cvdm.physics.fluorescence import simulate_sr_pair
-from napari_cvdm.physics.qpi import simulate_qpi_stack
-from napari_cvdm.physics.sr_baselines import physics_from_metadata, run_sr_baseline, tune_baseline
-from napari_cvdm.physics.structures import STRUCTURE_NAMES
-from napari_cvdm.physics.tie import reconstruct_phase, tune_tie
-
-SR_PHOTONS = (50.0, 500.0, 5000.0)
-SR_METHODS = ("bicubic", "wiener", "rl")
-QPI_FAMILIES = ("cells", "natural", "fractal")
-QPI_NOISE = (("noise-free", None), ("N0=3000", 3000.0), ("N0=300", 300.0))
-QPI_METHODS = ("tie", "us-tie", "ctf")
+from napari_cvdm.physics.sr_baselines import physics_from_metadata, run_sr_baseline
+from napari_cvdm.physics.tie import reconstruct_phase
 
 
-def _sr_sample(seed: int, cell: int, i: int, structure: str | None, photons: float):
-    rng = np.random.default_rng([seed, cell, i])
-    return simulate_sr_pair(rng, structure=structure, photons=photons, na=1.49, wavelength_um=0.525)
-
-
-def _qpi_sample(seed: int, cell: int, i: int, family: str | None, photons: float | None):
-    rng = np.random.default_rng([seed, cell, i])
-    noise = {"noise": "none"} if photons is None else {"photons": photons}
-    return simulate_qpi_stack(rng, source=family, **noise)
-
-
-def _mean(rows: list[dict[str, Any]], key: str) -> float:
-    values = [r[key] for r in rows if r.get(key) is not None and np.isfinite(r[key])]
-    return float(np.mean(values)) if values else float("nan")
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def run_sr(n: int, n_val: int, seed: int, val_seed: int) -> dict[str, Any]:
-    tuned: dict[str, dict[str, Any]] = {}
-    for level, photons in enumerate(SR_PHOTONS):
-        val = [_sr_sample(val_seed, 100 + level, i, None, photons) for i in range(n_val)]
-        tuned[str(photons)] = {m: tune_baseline(m, val) for m in ("wiener", "rl")}
-        print(f"  SR N_fg={photons:g}: tuned {tuned[str(photons)]}", file=sys.stderr)
+    tuned = tune_sr(n_val, val_seed, log=_log)
     rows = []
-    for s_index, structure in enumerate(STRUCTURE_NAMES):
-        for level, photons in enumerate(SR_PHOTONS):
-            cell = 10 * s_index + level
-            for i in range(n):
-                sample = _sr_sample(seed, cell, i, structure, photons)
-                physics = physics_from_metadata(sample.metadata)
-                for method in SR_METHODS:
-                    value = tuned[str(photons)].get(method)
-                    start = time.perf_counter()
-                    out = run_sr_baseline(method, sample.widefield, value, **physics)
-                    seconds = time.perf_counter() - start
-                    row = {"structure": structure, "photons": photons, "index": i}
-                    row.update(method=method, parameter=value, seconds=seconds)
-                    row.update(metrics.sr_metrics(out, sample.target))
-                    row["resolution_nm"] = _decorr_nm(out, physics["pixel_size_um"] / 2)
-                    rows.append(row)
-                rows.append(
-                    {"structure": structure, "photons": photons, "index": i, "method": "GT",
-                     "resolution_nm": _decorr_nm(sample.target, physics["pixel_size_um"] / 2)}
-                )  # fmt: skip
+    for structure, photons, i, sample in sr_test_cases(n, seed):
+        physics = physics_from_metadata(sample.metadata)
+        for method in SR_METHODS:
+            value = tuned[str(photons)].get(method)
+            start = time.perf_counter()
+            out = run_sr_baseline(method, sample.widefield, value, **physics)
+            seconds = time.perf_counter() - start
+            row = {"structure": structure, "photons": photons, "index": i}
+            row.update(method=method, parameter=value, seconds=seconds)
+            row.update(metrics.sr_metrics(out, sample.target))
+            row["resolution_nm"] = _decorr_nm(out, physics["pixel_size_um"] / 2)
+            rows.append(row)
+        rows.append(
+            {"structure": structure, "photons": photons, "index": i, "method": "GT",
+             "resolution_nm": _decorr_nm(sample.target, physics["pixel_size_um"] / 2)}
+        )  # fmt: skip
     return {"tuned": tuned, "rows": rows}
 
 
@@ -94,33 +78,22 @@ def _decorr_nm(image: np.ndarray, pixel_um: float) -> float | None:
 
 
 def run_qpi(n: int, n_val: int, seed: int, val_seed: int) -> dict[str, Any]:
-    tuned: dict[str, dict[str, float]] = {}
-    for level, (label, photons) in enumerate(QPI_NOISE):
-        val = [
-            _qpi_sample(val_seed, 200 + level, i, QPI_FAMILIES[i % len(QPI_FAMILIES)], photons)
-            for i in range(n_val)
-        ]
-        tuned[label] = {m: tune_tie(m, val).alpha for m in QPI_METHODS}
-        print(f"  QPI {label}: tuned alpha {tuned[label]}", file=sys.stderr)
+    tuned = tune_qpi(n_val, val_seed, log=_log)
     rows = []
-    for f_index, family in enumerate(QPI_FAMILIES):
-        for level, (label, photons) in enumerate(QPI_NOISE):
-            cell = 10 * f_index + level
-            for i in range(n):
-                sample = _qpi_sample(seed, cell, i, family, photons)
-                md = sample.metadata
-                for method in QPI_METHODS:
-                    alpha = tuned[label][method]
-                    start = time.perf_counter()
-                    phase = reconstruct_phase(
-                        method, sample.stack, md["wavelength_um"], md["z_offsets_um"],
-                        md["pixel_size_um"], alpha,
-                    )  # fmt: skip
-                    seconds = time.perf_counter() - start
-                    row = {"family": family, "noise": label, "index": i, "method": method}
-                    row.update(alpha=alpha, seconds=seconds, phi_max=md["phi_max"])
-                    row.update(metrics.qpi_metrics(phase, sample.phase))
-                    rows.append(row)
+    for family, label, i, sample in qpi_test_cases(n, seed):
+        md = sample.metadata
+        for method in QPI_METHODS:
+            alpha = tuned[label][method]
+            start = time.perf_counter()
+            phase = reconstruct_phase(
+                method, sample.stack, md["wavelength_um"], md["z_offsets_um"],
+                md["pixel_size_um"], alpha,
+            )  # fmt: skip
+            seconds = time.perf_counter() - start
+            row = {"family": family, "noise": label, "index": i, "method": method}
+            row.update(alpha=alpha, seconds=seconds, phi_max=md["phi_max"])
+            row.update(metrics.qpi_metrics(phase, sample.phase))
+            rows.append(row)
     return {"tuned": tuned, "rows": rows}
 
 

@@ -27,7 +27,6 @@ __all__ = [
     "layer_geometry",
     "output_names",
     "percentile_limits",
-    "pixel_size_um",
 ]
 
 ROLES = ("mean", "std", "schedule", "gamma")
@@ -58,14 +57,6 @@ def percentile_limits(
     if not hi > lo:
         hi = lo + max(abs(lo) * 1e-3, 1e-6)
     return lo, hi
-
-
-def pixel_size_um(layer: Any) -> float | None:
-    """The layer's X pixel size in µm, when its X unit is a length (None for 'pixel')."""
-    unit = layer.units[-1] if getattr(layer, "units", None) is not None else None
-    if unit is None or str(unit.dimensionality) != "[length]":
-        return None
-    return float((float(layer.scale[-1]) * unit).to("micrometer").magnitude)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from magicgui.widgets import (
 
 from . import common
 from .common import RunButton, RunState, RunStatus
-from .outputs import OutputLayers, layer_geometry, output_names, pixel_size_um
+from .inputs import ModelHeaders, dz_from_layer, metadata_number, pixel_size_um
+from .outputs import OutputLayers, layer_geometry, output_names
 from .reconstruct_job import (
     ReconstructionJob,
     default_threads,
@@ -66,7 +67,7 @@ class ReconstructWidget(Container):
         self._extra_models: list[str] = []
         self._touched: set[str] = set()  # fields whose GPU/CPU defaults the user overrode
         self._setting_defaults = False
-        self._meta_cache: dict[tuple[str, float], Any] = {}
+        self._headers = ModelHeaders()
 
         self.mode = ComboBox(label="mode", choices=MODES, value="sr")
         self.image = ComboBox(label="image", choices=self._image_choices)
@@ -187,23 +188,8 @@ class ReconstructWidget(Container):
         return out
 
     def _model_meta(self, path: str | Path | None) -> dict[str, Any] | Exception | None:
-        """The model header (cached by path and mtime), or the ModelFileError it raised."""
-        from ..engine.modelfile import read_metadata
-        from ..errors import ModelFileError
-
-        if path is None:
-            return None
-        path = Path(path)
-        try:
-            key = (str(path), path.stat().st_mtime)
-        except OSError:
-            key = (str(path), -1.0)
-        if key not in self._meta_cache:
-            try:
-                self._meta_cache[key] = read_metadata(path)
-            except ModelFileError as exc:
-                self._meta_cache[key] = exc
-        return self._meta_cache[key]
+        """The model header, or the ModelFileError it raised (cached)."""
+        return self._headers.get(path)
 
     def model_path(self) -> Path | None:
         """The chosen model file, or None (no file chosen yet)."""
@@ -258,13 +244,11 @@ class ReconstructWidget(Container):
         else:
             self.image_info.value = f"{shape}, no pixel size in µm (set it below)"
         meta = layer.metadata or {}
-        if px is None and isinstance(meta.get("pixel_size_um"), int | float):
-            px = float(meta["pixel_size_um"])
-        self.pixel_size_um.value = px or 0.0
+        self.pixel_size_um.value = px or metadata_number(meta, "pixel_size_um") or 0.0
         for field, key in ((self.wavelength_um, "wavelength_um"), (self.na, "na")):
-            value = meta.get(key)
-            if isinstance(value, int | float) and value > 0:
-                field.value = float(value)
+            value = metadata_number(meta, key)
+            if value is not None:
+                field.value = value
         leading = layer.ndim - (3 if self.mode.value == "qpi" else 2)
         self.frames.enabled = leading > 0
         if self.mode.value == "qpi" and layer.ndim >= 3:
@@ -286,23 +270,13 @@ class ReconstructWidget(Container):
         self._update_dz()
 
     def _update_dz(self, *_: Any) -> None:
-        """dz = half the distance of the two planes: from ``z_offsets_um`` in the layer metadata,
-        else from a length unit on the focus axis, else the metadata's ``dz_um``."""
+        """dz: half the distance of the two planes (see ``inputs.dz_from_layer``)."""
         layer = self._layer()
         if layer is None or layer.ndim < 3:
             return
-        axis, lo, hi = self.focus_axis.value, self.plane_minus.value, self.plane_plus.value
-        meta = layer.metadata or {}
-        offsets = meta.get("z_offsets_um")
-        units = getattr(layer, "units", None)
-        dz = None
-        if isinstance(offsets, list | tuple) and len(offsets) == layer.data.shape[axis]:
-            dz = abs(float(offsets[hi]) - float(offsets[lo])) / 2
-        elif units is not None and str(units[axis].dimensionality) == "[length]":
-            step = float((float(layer.scale[axis]) * units[axis]).to("micrometer").magnitude)
-            dz = abs(hi - lo) * step / 2
-        elif isinstance(meta.get("dz_um"), int | float):
-            dz = float(meta["dz_um"])
+        dz = dz_from_layer(
+            layer, self.focus_axis.value, self.plane_minus.value, self.plane_plus.value
+        )
         if dz:
             self.dz_um.value = dz
         self.validate()
@@ -331,7 +305,7 @@ class ReconstructWidget(Container):
             return
         physics = meta["physics"]
         for field, key in ((self.wavelength_um, "wavelength_um"), (self.na, "na")):
-            from_layer = isinstance(layer_meta.get(key), int | float) and layer_meta[key] > 0
+            from_layer = metadata_number(layer_meta, key) is not None
             if from_layer or (only_missing and field.value > 0):
                 continue
             value = physics.get(key)
