@@ -130,7 +130,8 @@ def tune_qpi(
             qpi_sample(val_seed, 200 + level, i, QPI_FAMILIES[i % len(QPI_FAMILIES)], photons, size)
             for i in range(n_val)
         ]
-        tuned[label] = {m: tune_tie(m, val).alpha for m in QPI_METHODS}
+        border = 16 if size is None else max(0, min(16, (int(size) - 11) // 2))  # as metrics
+        tuned[label] = {m: tune_tie(m, val, border=border).alpha for m in QPI_METHODS}
         if log:
             log(f"  QPI {label}: tuned alpha {tuned[label]}")
     return tuned
