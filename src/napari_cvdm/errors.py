@@ -9,7 +9,10 @@ class UserError(Exception):
 
 
 class InputError(UserError, ValueError):
-    """An image or parameter that cannot be used: wrong dimensionality, NaN/Inf, empty, unreadable."""
+    """An image or parameter that cannot be used.
+
+    For example: wrong dimensionality, NaN/Inf, empty or unreadable.
+    """
 
 
 class ModelFileError(UserError):

@@ -1,1 +1,4 @@
-"""Workflows: long jobs as generators of typed events, shared by the CLI, the widgets and the tests."""
+"""Workflows: long jobs as generators of typed events.
+
+The CLI, the widgets and the tests consume the same generators.
+"""

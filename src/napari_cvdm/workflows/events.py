@@ -52,7 +52,10 @@ class LossReport:
 
 @dataclass(frozen=True)
 class Validation:
-    """Validation at a training step: ``metrics`` (e.g. psnr, ssim, phase_mae) and a preview array."""
+    """Validation at a training step.
+
+    ``metrics`` maps name -> value (e.g. psnr, ssim, phase_mae); ``preview`` is an image array.
+    """
 
     step: int
     metrics: dict[str, float]
@@ -61,7 +64,10 @@ class Validation:
 
 @dataclass(frozen=True)
 class Finished:
-    """The job ended normally (or after a cancel that saved its work); ``result`` is job-specific."""
+    """The job ended normally, or after a cancel that saved its work.
+
+    ``result`` is job-specific (a Reconstruction, a model path...).
+    """
 
     result: Any
     cancelled: bool = False
