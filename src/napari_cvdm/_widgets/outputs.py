@@ -209,6 +209,12 @@ class OutputLayers:
                 layer.metadata = self._metadata(provenance)
                 layer.refresh()
             return
+        self._put_mean_and_std(mean, std, provenance)
+
+    def _put_mean_and_std(
+        self, mean: np.ndarray, std: np.ndarray, provenance: Mapping[str, Any]
+    ) -> None:
+        """Create or replace the mean (visible) and std (hidden, magma) layers, contrast set."""
         self._put(
             "mean",
             mean,
@@ -236,22 +242,7 @@ class OutputLayers:
         provenance: Mapping[str, Any],
     ) -> None:
         """Final arrays: mean and std (re-contrasted), then the schedule and γ stack layers."""
-        self._put(
-            "mean",
-            mean,
-            provenance,
-            colormap=self.mean_colormap,
-            visible=True,
-            contrast=percentile_limits(mean),
-        )
-        self._put(
-            "std",
-            std,
-            provenance,
-            colormap="magma",
-            visible=False,
-            contrast=(0.0, max(percentile_limits(std, 0.0, 99.5)[1], 1e-6)),
-        )
+        self._put_mean_and_std(mean, std, provenance)
         if schedule is not None:
             self._put(
                 "schedule",
