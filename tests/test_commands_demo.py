@@ -51,3 +51,18 @@ def test_demo_writes_tiffs_and_a_figure_and_warns_loudly(tmp_path, monkeypatch, 
     assert "no trained QPI model available" in captured.err
     assert "NOTE: these results come from an UNTRAINED model" in captured.err
     assert str(out.resolve()) in captured.out and "sr_figure.png" in captured.out
+
+
+def test_demo_uses_the_bundled_trained_models(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NAPARI_CVDM_CACHE_DIR", str(tmp_path / "cache"))
+    bundled = {info.name for info in registry.list_models() if info.source == "bundled"}
+    assert {"sr-fluorescence-2x", "qpi-2plane"} <= bundled
+    out = tmp_path / "demo"
+    args = ["demo", "--output-dir", str(out), "--samples", "2", "--steps", "2", "--size", "32"]
+    assert main([*args, "--device", "cpu"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"sr_mean.tif", "sr_std.tif", "sr_schedule.tif", "sr_figure.png"} <= names
+    assert any(name.startswith("qpi_") for name in names)
+    _, meta = read_image(out / "sr_mean.tif")
+    assert meta.extra["provenance"]["model_untrained"] is False
+    assert "UNTRAINED" not in capsys.readouterr().err

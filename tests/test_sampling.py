@@ -212,3 +212,14 @@ def test_exact_denoiser_reproduces_the_target_distribution(sampler, steps):
     out = sample_all(oracle, x, n_samples=256, steps=steps, sampler=sampler, seed=1)
     assert (out.mean(0) - x).abs().mean() < 0.03
     assert abs(out.std(0).mean().item() - 0.3) < 0.03
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
+def test_clip_denoised_keeps_samples_in_the_target_range(model, sampler):
+    """An untrained model's samples run far outside [−1, 1]; clamping ŷ_0 keeps them in range."""
+    x = torch.randn(1, 1, 24, 24)
+    free = sample_all(model, x, n_samples=2, steps=6, sampler=sampler, clip_denoised=None)
+    clipped = sample_all(model, x, n_samples=2, steps=6, sampler=sampler, clip_denoised=1.5)
+    absolute = clipped + (x if model.config.residual else 0.0)
+    assert float(absolute.abs().max()) <= 1.5 + 1e-5
+    assert float(free.abs().max()) > 1.5  # the unclamped sampler does leave the range here

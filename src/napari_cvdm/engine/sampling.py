@@ -63,9 +63,16 @@ def time_grid(steps: int) -> torch.Tensor:
 
 
 def _posterior(
-    y_t: torch.Tensor, eps_hat: torch.Tensor, log_gamma_t: torch.Tensor, log_gamma_s: torch.Tensor
+    y_t: torch.Tensor,
+    eps_hat: torch.Tensor,
+    log_gamma_t: torch.Tensor,
+    log_gamma_s: torch.Tensor,
+    y0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """ŷ_0, posterior mean and variance of q(y_s | y_t, ŷ_0), a_s and σ_s² (all broadcast)."""
+    """ŷ_0, posterior mean and variance of q(y_s | y_t, ŷ_0), a_s, σ_s² and the ε̂ consistent with
+    ŷ_0 (all broadcast). ``y0_bounds`` (low, high) clamps ŷ_0 to the range the training targets
+    span (the standard "clip the denoised estimate" of DDPM sampling): at high noise ŷ_0 divides by
+    a tiny a_t, and a few pixels would otherwise run away over the steps."""
     a_t = torch.exp(0.5 * log_gamma_t)
     a_s = torch.exp(0.5 * log_gamma_s)
     var_t = -torch.expm1(log_gamma_t)  # σ_t² = 1 − γ_t
@@ -73,9 +80,12 @@ def _posterior(
     var_ts = -torch.expm1(log_gamma_t - log_gamma_s)  # σ²_ts = σ_t² − a_ts² σ_s² = 1 − γ_t/γ_s
     a_ts = torch.exp(0.5 * (log_gamma_t - log_gamma_s))
     y0_hat = (y_t - var_t.sqrt() * eps_hat) / a_t
+    if y0_bounds is not None:
+        y0_hat = torch.minimum(torch.maximum(y0_hat, y0_bounds[0]), y0_bounds[1])
+        eps_hat = (y_t - a_t * y0_hat) / var_t.sqrt().clamp_min(1e-12)
     mean = (a_ts * var_s / var_t) * y_t + (a_s * var_ts / var_t) * y0_hat
     var = var_ts * var_s / var_t
-    return y0_hat, mean, var, a_s, var_s
+    return y0_hat, mean, var, a_s, var_s, eps_hat
 
 
 def ancestral_step(
@@ -84,10 +94,11 @@ def ancestral_step(
     log_gamma_t: torch.Tensor,
     log_gamma_s: torch.Tensor,
     noise: torch.Tensor | None,
+    y0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``y_s = mean + sqrt(var)·z`` from level t to s < t. ``noise`` z ~ N(0, I) like ``y_t``
     (may be None only when ``var = 0``, i.e. s = 0)."""
-    _, mean, var, _, _ = _posterior(y_t, eps_hat, log_gamma_t, log_gamma_s)
+    _, mean, var, _, _, _ = _posterior(y_t, eps_hat, log_gamma_t, log_gamma_s, y0_bounds)
     return mean if noise is None else mean + var.sqrt() * noise
 
 
@@ -98,9 +109,12 @@ def ddim_step(
     log_gamma_s: torch.Tensor,
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
+    y0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``y_s = a_s ŷ_0 + sqrt(σ_s² − η² var)·ε̂ + η sqrt(var)·z`` (deterministic for η = 0)."""
-    y0_hat, _, var, a_s, var_s = _posterior(y_t, eps_hat, log_gamma_t, log_gamma_s)
+    y0_hat, _, var, a_s, var_s, eps_hat = _posterior(
+        y_t, eps_hat, log_gamma_t, log_gamma_s, y0_bounds
+    )
     y_s = a_s * y0_hat + (var_s - eta * eta * var).clamp_min(0.0).sqrt() * eps_hat
     if eta > 0 and noise is not None:
         y_s = y_s + eta * var.sqrt() * noise
@@ -193,6 +207,7 @@ def sample(
     memory_budget_mb: float = 2048.0,
     group_size: int | None = None,
     channels_last: bool | None = None,
+    clip_denoised: float | None = 1.5,
 ) -> Generator[Progress | SampleGroup, None, torch.Tensor]:
     """Draw ``n_samples`` samples of y_0 given one condition ``x`` (C_x, H, W) or (1, C_x, H, W).
 
@@ -204,6 +219,9 @@ def sample(
     the time grid. Runs under ``torch.inference_mode`` (only while computing, never across a
     ``yield``); bf16 autocast on CUDA; channels-last memory format on CUDA and CPU unless
     ``channels_last=False`` (this converts the model's conv weights in place; values are unchanged).
+    ``clip_denoised`` (default 1.5; None turns it off): each step clamps ŷ_0 so that the absolute
+    estimate (ŷ_0 plus the up-sampled input for residual models) stays in [−c, c]; training
+    targets span [−1, 1] in model units.
     """
     if sampler not in SAMPLERS:
         raise InputError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
@@ -248,6 +266,11 @@ def sample(
     with torch.inference_mode():
         lam = model.lambda_map(x).float()  # (1, C_y, H, W)
         rho_grid = model.rho(time_grid(steps).to(device)).float()  # (steps + 1,)
+        y0_bounds = None
+        if clip_denoised is not None:
+            c_y = model.config.target_channels
+            offset = x[:, :c_y] if model.config.residual else torch.zeros_like(lam)
+            y0_bounds = (-float(clip_denoised) - offset, float(clip_denoised) - offset)
 
     @torch.inference_mode()
     def reverse_step(y, k, noise):
@@ -268,8 +291,8 @@ def sample(
             sch.log_gamma(lam, rho_grid[k + 1]),
         )
         if sampler == "ancestral":
-            return ancestral_step(y, eps_hat, log_gamma_t, log_gamma_s, noise)
-        return ddim_step(y, eps_hat, log_gamma_t, log_gamma_s, eta, noise)
+            return ancestral_step(y, eps_hat, log_gamma_t, log_gamma_s, noise, y0_bounds)
+        return ddim_step(y, eps_hat, log_gamma_t, log_gamma_s, eta, noise, y0_bounds)
 
     target_shape = (model.config.target_channels, height, width)
     needs_noise = sampler == "ancestral" or eta > 0
