@@ -64,7 +64,7 @@ def test_main_writes_json_and_markdown_with_finite_numbers(quality, tiny_models,
     for row in sr["rows"]:
         assert row["photons"] == 500.0 and row["seconds"] > 0
         assert all(math.isfinite(v) for v in _numbers(row))
-        assert 0.0 <= row["ssim"] <= 1.0
+        assert -1.0 <= row["ssim"] <= 1.0  # SSIM dips below 0 for an untrained model
     cvdm_sr = [r for r in sr["rows"] if r["method"] == "cvdm"]
     for row in cvdm_sr:
         assert -1.0 <= row["spearman_rho"] <= 1.0
