@@ -79,6 +79,15 @@ def test_train_writes_model_checkpoint_csv_and_png(tmp_path, capsys):
     assert "step 3/3" in err and "finished after 3 steps" in err
 
 
+def test_cosine_schedule_option_decays_the_logged_rate(tmp_path):
+    out = tmp_path / "sr.safetensors"
+    argv = ["train", *TINY, "--output", str(out), "--steps", "4", "--lr", "1e-3"]
+    assert main([*argv, "--lr-schedule", "cosine"]) == 0
+    rates = [float(r["lr"]) for r in _rows(tmp_path / "sr.log.csv")]
+    assert rates[-1] == pytest.approx(1e-4) and rates == sorted(rates, reverse=True)
+    assert read_metadata(out)["training"]["command"].count("--lr-schedule cosine") == 1
+
+
 def test_resume_continues_the_log_and_the_steps(tmp_path):
     out = tmp_path / "m.safetensors"
     assert main(["train", *TINY, "--output", str(out), "--steps", "2", "--quiet"]) == 0

@@ -16,7 +16,7 @@ from napari_cvdm.physics.fluorescence import simulate_sr_pair
 from napari_cvdm.physics.qpi import simulate_qpi_stack
 from napari_cvdm.workflows.checkpoint import load_checkpoint
 from napari_cvdm.workflows.events import Finished, LossReport, Progress, Validation
-from napari_cvdm.workflows.train import TrainConfig, train
+from napari_cvdm.workflows.train import TrainConfig, learning_rate_at, train
 from napari_cvdm.workflows.training_data import PairedImages
 
 
@@ -130,6 +130,19 @@ def test_resume_continues_exactly(tmp_path):
         torch.equal(ckpt_a.model_state[k], ckpt_b.model_state[k]) for k in ckpt_a.model_state
     )
     assert resumed[-1].info["wall_time_s"] > first[-1].info["wall_time_s"]
+
+
+def test_resume_refuses_other_optimisation_settings(tmp_path):
+    data = _sr_data()
+    list(train(_config(tmp_path, "r", steps=2, lr=1e-3), data=data))
+    ckpt = tmp_path / "r.ckpt"
+    with pytest.raises(InputError, match=r"learning rate 0.001 \(now 0.0001\).*--lr"):
+        list(train(_config(tmp_path, "r", steps=3, lr=1e-4, resume=ckpt), data=data))
+    with pytest.raises(InputError, match="lr schedule constant \\(now cosine\\)"):
+        list(train(_config(tmp_path, "r", steps=3, lr=1e-3, lr_schedule="cosine", resume=ckpt),
+                   data=data))  # fmt: skip
+    events = list(train(_config(tmp_path, "r", steps=3, lr=1e-3, resume=ckpt), data=data))
+    assert events[-1].info["steps"] == 3  # the same settings and more steps: continues
 
 
 def test_stop_flag_saves_checkpoint_and_model(tmp_path):
@@ -301,3 +314,17 @@ def test_distributed_data_parallel_on_two_cpu_processes(tmp_path):
         "rank1.json",
     ]
     assert read_metadata(tmp_path / "ddp.safetensors")["training"]["world_size"] == 2
+
+
+def test_cosine_learning_rate_warms_up_then_decays_to_the_floor(tmp_path):
+    config = TrainConfig(task="sr", output=tmp_path / "m.safetensors", steps=1100, lr=1e-3,
+                         warmup_steps=100, lr_schedule="cosine", lr_min_fraction=0.1)  # fmt: skip
+    rates = np.array([learning_rate_at(step, config) for step in range(1, 1101)])
+    assert rates[0] == pytest.approx(1e-5) and rates[99] == pytest.approx(1e-3)
+    assert rates[599] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5), rel=1e-6)  # half-way: mid-point
+    assert rates[-1] == pytest.approx(1e-4)  # the floor at the last step
+    assert np.all(np.diff(rates[99:]) <= 0)  # monotone after the warm-up
+    constant = TrainConfig(task="sr", output=tmp_path / "m.safetensors", steps=1100, lr=1e-3)
+    assert learning_rate_at(1100, constant) == pytest.approx(1e-3)
+    with pytest.raises(InputError, match="lr_schedule"):
+        TrainConfig(task="sr", output=tmp_path / "m.safetensors", lr_schedule="step").validate()

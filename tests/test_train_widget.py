@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from napari_cvdm._widgets import train as train_widget
+from napari_cvdm._widgets.reconstruct import ReconstructWidget
 from napari_cvdm._widgets.train import PREVIEW_LAYER, SCRATCH, TrainWidget
 from napari_cvdm.engine.registry import list_models, user_models_dir
 from napari_cvdm.errors import InputError
@@ -49,6 +50,10 @@ def widget(make_napari_viewer, tmp_path, monkeypatch):
     torch.set_num_threads(before)
 
 
+def _labels(combo):
+    return [combo.native.itemText(i) for i in range(combo.native.count())]
+
+
 def _names(combo):
     return [layer.name for layer in combo.choices if layer is not None]
 
@@ -64,7 +69,10 @@ def test_pickers_follow_the_task(widget):
 
 
 def test_trains_two_steps_plots_previews_and_saves_a_listed_model(widget, qtbot, notes):
+    reconstruct_widget = ReconstructWidget(widget.viewer)  # open before training
+    assert "widget-sr [user]" not in _labels(reconstruct_widget.model)
     widget.steps.value = 2
+    assert widget.make_config().lr_schedule == "cosine"  # the form's default schedule
     widget.train_button.native.click()
     assert widget.train_button.text == "Stop"
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
@@ -86,6 +94,7 @@ def test_trains_two_steps_plots_previews_and_saves_a_listed_model(widget, qtbot,
     assert len(listed) == 1 and listed[0].source == "user"
     assert listed[0].pixel_size_um == pytest.approx(0.0626)
     assert any("listed in Reconstruct" in message for _, message in notes)
+    assert "widget-sr [user]" in _labels(reconstruct_widget.model)  # listed at once
     widget._task_changed()
     assert "widget-sr" in widget.base_model.choices
     params = ReconstructionParams(n_samples=1, steps=2, device="cpu")
@@ -170,3 +179,46 @@ def test_closing_napari_mid_training_asks_and_keeps_a_checkpoint(widget, qtbot):
     ckpt = user_models_dir() / "widget-sr.ckpt"
     assert load_checkpoint(ckpt).step >= 1
     assert not (user_models_dir() / "widget-sr.safetensors").exists()
+
+
+def test_a_new_run_never_overwrites_an_existing_model(widget, notes):
+    user_models_dir().mkdir(parents=True, exist_ok=True)
+    existing = user_models_dir() / "widget-sr.safetensors"
+    existing.write_bytes(b"a user's model")
+    widget.train_button.native.click()
+    assert not widget.running
+    assert notes[-1][0] == "warning" and "already exists" in notes[-1][1]
+    assert existing.read_bytes() == b"a user's model"
+    widget.base_model.value = "sr-fluorescence-2x"  # fine-tuning under the base's name: refused
+    widget.name.value = "sr-fluorescence-2x"
+    widget.train_button.native.click()
+    assert not widget.running and "overwrite its own base model" in notes[-1][1]
+
+
+def test_a_folder_is_read_in_the_worker_and_its_errors_are_notified(widget, qtbot, notes, tmp_path):
+    from napari_cvdm.io import write_tiff
+
+    rng = np.random.default_rng(3)
+    for sub in ("input", "target"):
+        (tmp_path / "pairs" / sub).mkdir(parents=True)
+    for name in "abcd":
+        sample = simulate_sr_pair(rng, size=32)
+        write_tiff(tmp_path / "pairs" / "input" / f"{name}.tif", sample.widefield, 0.0626)
+        write_tiff(tmp_path / "pairs" / "target" / f"{name}.tif", sample.target, 0.0313)
+    widget.source.value = "folder"
+    widget.folder.value = tmp_path / "pairs"
+    widget.val_fraction.value = 0.25
+    widget.steps.value = 2
+    widget.train_button.native.click()
+    assert widget.running  # the files are read by the worker, not before it starts
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert widget.finished_event is not None and widget.history.steps == [1, 2]
+    write_tiff(tmp_path / "pairs" / "input" / "extra.tif", np.ones((32, 32)), 0.0626)
+    widget.name.value = "from-folder-2"
+    widget.train_button.native.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    errors = [message for severity, message in notes if severity == "error"]
+    assert len(errors) == 1 and "extra" in errors[0]
+    widget.folder.value = tmp_path / "missing"
+    widget.train_button.native.click()
+    assert not widget.running and "does not exist" in notes[-1][1]

@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok, 2 user error, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is not None:  # the words after the subcommand, for the provenance of what it writes
+        args._argv = list(argv)[1:]
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 0

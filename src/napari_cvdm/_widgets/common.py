@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from magicgui.widgets import PushButton
+from psygnal import Signal as PsygnalSignal
 from qtpy.QtCore import QObject, Signal
 
 __all__ = [
     "CUDA_GUIDE",
+    "MODEL_EVENTS",
     "RunButton",
     "RunState",
     "RunStatus",
@@ -30,6 +32,20 @@ CUDA_GUIDE = "https://pytorch.org/get-started/locally/"
 
 
 _RECORDERS: list[list[tuple[str, str]]] = []
+
+
+class ModelFolderEvents:
+    """Widget-to-widget news about the user models folder (no Qt object, so no lifetime issue).
+
+    ``saved(path)`` is emitted after the Train widget wrote a model file; the Reconstruct widgets
+    refresh their model lists on it. psygnal holds bound methods weakly, so a closed widget
+    that was garbage-collected is dropped by itself.
+    """
+
+    saved = PsygnalSignal(str)
+
+
+MODEL_EVENTS = ModelFolderEvents()
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ building the widget imports torch to list the devices.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from magicgui.widgets import (
 )
 
 from . import common
-from .common import RunButton, RunState, RunStatus
+from .common import MODEL_EVENTS, RunButton, RunState, RunStatus
 from .inputs import ModelHeaders, dz_from_layer, metadata_number, pixel_size_um
 from .outputs import OutputLayers, layer_geometry, output_names
 from .reconstruct_job import (
@@ -139,6 +140,7 @@ class ReconstructWidget(Container):
         self.mode.changed.connect(self._on_mode)
         self.image.changed.connect(self._on_image)
         self.model.changed.connect(self._on_model)
+        MODEL_EVENTS.saved.connect(self._on_model_saved)
         self.model_file.changed.connect(self._on_model_file)
         self.device.changed.connect(self._on_device)
         self.focus_axis.changed.connect(self._on_focus_axis)
@@ -223,6 +225,11 @@ class ReconstructWidget(Container):
             if choice is not None and choice.name == active.name:
                 self.image.value = choice
                 return
+
+    def _on_model_saved(self, _path: str) -> None:
+        """A model was trained into the user models folder: list it (keeps the current choice)."""
+        with contextlib.suppress(RuntimeError):  # the dock's Qt widget is already deleted
+            self.model.reset_choices()
 
     def _on_mode(self, *_: Any) -> None:
         self.qpi_box.visible = self.mode.value == "qpi"

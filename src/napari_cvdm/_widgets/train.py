@@ -36,7 +36,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from ..errors import UserError
-from .common import notify
+from .common import MODEL_EVENTS, notify
 from .train_plot import LossPlot
 
 if TYPE_CHECKING:
@@ -58,6 +58,45 @@ def _pixel_size(layer: Any) -> float | None:
         return None
     factor = {"micrometer": 1.0, "um": 1.0, "µm": 1.0, "nanometer": 1e-3, "nm": 1e-3}.get(unit, 1.0)
     return scale * factor
+
+
+def _refuse_overwrite(output: Path, base: str | None, resume: bool) -> None:
+    """Never replace a user's model or checkpoint by a new run (resuming continues it)."""
+    if base is not None and (base == output.stem or Path(base).resolve() == output.resolve()):
+        raise UserError(
+            f"the new model {output.stem!r} would overwrite its own base model; choose another "
+            "model name"
+        )
+    if resume:
+        return
+    taken = [p for p in (output, output.with_suffix(".ckpt")) if p.exists()]
+    if taken:
+        raise UserError(
+            f"a model named {output.stem!r} already exists ({taken[0]}); choose another model "
+            "name, or tick 'Resume from checkpoint' to continue its training"
+        )
+
+
+class _FolderData:
+    """A paired folder read in the worker thread (reading many files must not freeze napari)."""
+
+    def __init__(self, task: str, folder: Path, val_fraction: float) -> None:
+        self.task, self.folder, self.val_fraction = task, folder, val_fraction
+
+    def load(self) -> Any:
+        from ..workflows.training_data import make_training_data
+
+        return make_training_data(self.task, self.folder, val_fraction=self.val_fraction)
+
+
+def _training_events(config: Any, stop: threading.Event, data: Any) -> Any:
+    """The trainer's events; a folder is read here, in the worker thread, before the first step."""
+    from ..workflows.train import train
+
+    if isinstance(data, _FolderData):
+        data = data.load()
+        _check_patch(data, config.patch)
+    yield from train(config, stop, data=data)
 
 
 def _check_patch(data: Any, patch: int) -> None:
@@ -92,6 +131,9 @@ class TrainWidget(QWidget):
         self.batch = SpinBox(label="Batch", min=1, max=1024, value=8)
         self.patch = SpinBox(label="Patch size", min=16, max=1024, step=8, value=64)
         self.lr = LineEdit(label="Learning rate", value="auto")
+        self.lr_schedule = ComboBox(
+            label="LR schedule", choices=["cosine", "constant"], value="cosine"
+        )
         self.val_fraction = FloatSpinBox(
             label="Validation split", min=0.0, max=0.5, step=0.05, value=0.2
         )
@@ -116,6 +158,7 @@ class TrainWidget(QWidget):
                 self.batch,
                 self.patch,
                 self.lr,
+                self.lr_schedule,
                 self.val_fraction,
                 self.val_every,
                 self.device,
@@ -243,7 +286,12 @@ class TrainWidget(QWidget):
             return make_training_data(task, "synthetic", seed=0)
         if self.source.value == "folder":
             folder = Path(str(self.folder.value))
-            return make_training_data(task, folder, val_fraction=self.val_fraction.value)
+            if str(self.folder.value) in ("", ".") or not folder.is_dir():
+                raise UserError(
+                    f"training folder {str(folder)!r} does not exist; choose a folder holding "
+                    "input/ and target/ subfolders"
+                )
+            return _FolderData(task, folder, self.val_fraction.value)
         x_layer, y_layer = self.input_layer.value, self.target_layer.value
         if x_layer is None or y_layer is None:
             raise UserError("choose an input and a target image layer (or use a folder)")
@@ -273,6 +321,7 @@ class TrainWidget(QWidget):
             ) from None
         output = self.output_path()
         base = None if self.base_model.value == SCRATCH else self.base_model.value
+        _refuse_overwrite(output, base, resume=bool(self.resume.value))
         config = TrainConfig(
             task=self.task.value,
             output=output,
@@ -281,6 +330,7 @@ class TrainWidget(QWidget):
             batch=self.batch.value,
             patch=self.patch.value,
             lr=lr,
+            lr_schedule=self.lr_schedule.value,
             preset=self.preset.value,
             base_model=base,
             freeze_schedule=bool(self.freeze_schedule.value and base),
@@ -310,19 +360,18 @@ class TrainWidget(QWidget):
         try:
             config = self.make_config()
             data = self._data_source()
-            _check_patch(data, config.patch)
+            if not isinstance(data, _FolderData):
+                _check_patch(data, config.patch)
         except UserError as exc:
             notify(str(exc), "warning")
             return
         from napari.qt.threading import create_worker
 
-        from ..workflows.train import train
-
         self.plot.start(config.task)
         self.model_path = None
         self.finished_event = None
         self._stop.clear()
-        self._job = train(config, self._stop, data=data)
+        self._job = _training_events(config, self._stop, data)
         job = self._job
 
         def run_job():
@@ -398,6 +447,7 @@ class TrainWidget(QWidget):
             state = "stopped" if event.cancelled else "finished"
             self.status.value = f"{state} at step {event.info.get('steps')}: {self.model_path.name}"
             self.save_button.enabled = True
+            MODEL_EVENTS.saved.emit(str(self.model_path))
             notify(
                 f"model {self.model_path.stem!r} saved ({state}); it is listed in Reconstruct",
                 "info",

@@ -68,6 +68,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--lr", type=float, help="learning rate (default 1e-4; 3e-5 when fine-tuning)"
     )
     parser.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="after the warm-up: constant peak rate, or cosine decay to 0.1x peak at --steps "
+        "(default constant)",
+    )
+    parser.add_argument(
         "--preset",
         choices=("tiny", "small", "base"),
         default="small",
@@ -187,6 +194,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         batch=args.batch,
         patch=args.patch,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         preset=args.preset,
         base_model=args.base_model,
         freeze_schedule=args.freeze_schedule,

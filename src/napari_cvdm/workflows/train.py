@@ -45,6 +45,23 @@ __all__ = ["DEFAULT_FINETUNE_LR", "DEFAULT_LR", "TrainConfig", "checkpoint_path_
 
 DEFAULT_LR = 1e-4
 DEFAULT_FINETUNE_LR = 3e-5
+#: ``constant``: the peak rate after warm-up; ``cosine``: half-cosine decay from the peak after
+#: warm-up to ``lr_min_fraction`` × peak at the last step (better final weights for a fixed budget).
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate_at(step: int, config: TrainConfig) -> float:
+    """Learning rate of optimiser step ``step`` (1-based): linear warm-up, then the schedule.
+
+    The warm-up lasts ``warmup_steps``, but at most a tenth of the run (short fine-tuning runs).
+    """
+    peak = config.learning_rate()
+    warmup = max(1, min(config.warmup_steps, config.steps // 10))
+    if step <= warmup or config.lr_schedule == "constant":
+        return peak * min(1.0, step / warmup)
+    progress = min(1.0, (step - warmup) / max(1, config.steps - warmup))
+    floor = config.lr_min_fraction
+    return peak * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 @dataclass
@@ -80,6 +97,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     warmup_steps: int = 100
+    lr_schedule: str = "constant"
+    lr_min_fraction: float = 0.1
     val_fraction: float = 0.2
     name: str | None = None
     description: str = ""
@@ -129,10 +148,46 @@ class TrainConfig:
             raise InputError(f"patch size must be a multiple of 8, got {self.patch}")
         if self.learning_rate() <= 0:
             raise InputError(f"learning rate must be positive, got {self.learning_rate()}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if not 0.0 <= self.lr_min_fraction <= 1.0:
+            raise InputError(f"lr_min_fraction must be in [0, 1], got {self.lr_min_fraction}")
         if self.preset not in ("tiny", "small", "base"):
             raise InputError(f"preset must be tiny, small or base, got {self.preset!r}")
         if Path(self.output).suffix != ".safetensors":
             raise InputError(f"the output model file must end in .safetensors, got {self.output}")
+
+
+def check_resume_settings(config: TrainConfig, saved: dict[str, Any], where: Any) -> None:
+    """Refuse to resume with optimisation settings other than the checkpoint's.
+
+    The learning rate (as used: an explicit ``lr`` or the training/fine-tuning default), its
+    schedule and the schedule freezing must match, or the resumed run would silently follow
+    another path than the one it continues. ``steps``, ``batch`` and the data may change (to
+    train longer, or on more data); with the cosine schedule a new ``steps`` re-stretches the
+    decay from the resumed step on.
+    """
+    if not saved:
+        return
+    saved_lr = saved.get("lr")
+    if saved_lr is None:
+        saved_lr = DEFAULT_FINETUNE_LR if saved.get("base_model") else DEFAULT_LR
+    pairs = [
+        ("learning rate", float(saved_lr), config.learning_rate(), "--lr"),
+        ("lr schedule", saved.get("lr_schedule", "constant"), config.lr_schedule, "--lr-schedule"),
+        ("freeze schedule", bool(saved.get("freeze_schedule")), config.freeze_schedule,
+         "--freeze-schedule"),
+    ]  # fmt: skip
+    changed = [(name, old, new, flag) for name, old, new, flag in pairs if old != new]
+    if changed:
+        listed = "; ".join(f"{name} {old} (now {new})" for name, old, new, _ in changed)
+        flags = ", ".join(flag for *_, flag in changed)
+        raise InputError(
+            f"checkpoint {where} was trained with other settings: {listed}; resume with the "
+            f"checkpoint's values ({flags}), or start a new run without --resume"
+        )
 
 
 def checkpoint_path_for(output: str | os.PathLike) -> Path:
@@ -239,6 +294,8 @@ def train(
             f"checkpoint {config.resume} is for task {resume.info.get('task')!r}, not "
             f"{config.task!r}; resume it with --task {resume.info.get('task')}"
         )
+    if resume is not None:
+        check_resume_settings(config, resume.info.get("config", {}), config.resume)
     source = (
         data
         if data is not None
@@ -322,7 +379,7 @@ def train(
     validation = source.validation_batch(config.patch, config.val_count) if rank == 0 else None
     prefetch = Prefetcher(source, config, rank, world, start_step + 1)
     residual = bool(getattr(model.config, "residual", False))
-    autocast = device.type == "cuda"
+    autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()  # Volta and older: fp32
     cancelled = False
     try:
         for step in range(start_step + 1, config.steps + 1):
@@ -331,7 +388,7 @@ def train(
                 break
             batch = prefetch.get(step)
             seed_step(config.seed, step, rank)
-            lr = peak_lr * min(1.0, step / max(1, config.warmup_steps))
+            lr = learning_rate_at(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = torch.from_numpy(batch.condition).to(device)
