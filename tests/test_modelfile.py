@@ -20,9 +20,9 @@ from napari_cvdm.normalization import qpi_rule, sr_rule
 
 def _model(task="sr", seed=0):
     torch.manual_seed(seed)
-    cond = {"sr": 1, "qpi": 2}[task]
+    cond = {"sr": 1, "qpi": 3}[task]  # QPI: [TIE prior, c−, c+]
     return CVDM(
-        CVDMConfig(condition_channels=cond, target_channels=1, preset="tiny", residual=task == "sr")
+        CVDMConfig(condition_channels=cond, target_channels=1, preset="tiny", residual=True)
     )
 
 
@@ -235,7 +235,10 @@ def _full_meta(task="sr"):
         (lambda m: m.update(format="other"), "not a napari-cvdm model"),
         (lambda m: m.update(format_version=2), "update napari-cvdm"),
         (lambda m: m.update(task="denoise"), "task must be one of"),
-        (lambda m: m.update(task="qpi"), "needs architecture.condition_channels = 2"),
+        (
+            lambda m: m.update(task="qpi", normalization=qpi_rule()),
+            "with a TIE prior needs architecture.condition_channels = 3",
+        ),
         (lambda m: m["normalization"].update(task="qpi"), "invalid normalisation rule"),
         (lambda m: m["physics"].update(na=-1.0), "physics.na"),
     ],

@@ -13,8 +13,11 @@ from napari_cvdm.normalization import (
     normalize_input,
     normalize_target_minmax,
     phase_to_model,
+    defocus_number,
+    qpi_condition,
     qpi_contrast,
     qpi_rule,
+    qpi_tie_prior,
     sr_rule,
     validate_rule,
 )
@@ -123,3 +126,41 @@ def test_rules_validate_and_reject_tampering():
         validate_rule(bad)
     with pytest.raises(ValueError, match="missing"):
         validate_rule({"task": "sr", "input": {}})
+    bad = qpi_rule()
+    bad["prior"]["alpha"] = 0.0
+    with pytest.raises(ValueError, match="prior.alpha"):
+        validate_rule(bad)
+    bad["prior"] = {"kind": "ctf"}
+    with pytest.raises(ValueError, match="prior.kind"):
+        validate_rule(bad)
+    old = qpi_rule()
+    del old["prior"]
+    old["residual"] = False
+    assert validate_rule(old, "qpi") is old  # two-plane models without a prior stay valid
+
+
+def test_tie_prior_recovers_a_smooth_phase_bump_in_model_units():
+    from napari_cvdm.physics.qpi import simulate_qpi_stack
+
+    n = 128
+    yy, xx = np.mgrid[:n, :n] - n / 2
+    phase = 2.0 * np.exp(-(xx**2 + yy**2) / (2 * 12.0**2))  # rad, min ≈ 0
+    sample = simulate_qpi_stack(np.random.default_rng(0), phase=phase, noise="none", size=n)
+    md = sample.metadata
+    D = defocus_number(md["wavelength_um"], md["dz_um"], md["pixel_size_um"])
+    assert D == pytest.approx(0.521 / 0.21**2, rel=1e-6)
+    contrast = qpi_contrast(sample.stack, background=1.0)
+    prior = model_to_phase(qpi_tie_prior(contrast, D))
+    assert np.percentile(prior, 1.0) == pytest.approx(0.0, abs=1e-5)  # floored at 0 rad
+    centre = prior[n // 2 - 4 : n // 2 + 4, n // 2 - 4 : n // 2 + 4].mean()
+    assert centre == pytest.approx(2.0, abs=0.2)  # right sign and height of the bump
+    error = (prior - phase) - np.mean(prior - phase)
+    assert np.sqrt(np.mean(error**2)) < 0.1
+    condition = qpi_condition(contrast, D, qpi_rule())
+    assert condition.shape == (3, n, n) and condition.dtype == np.float32
+    np.testing.assert_array_equal(condition[1:], contrast)
+    old = {**qpi_rule(), "residual": False}
+    del old["prior"]
+    assert qpi_condition(contrast, D, old).shape == (2, n, n)
+    with pytest.raises(InputError, match="two planes"):
+        qpi_tie_prior(contrast[:1], D)

@@ -23,10 +23,10 @@ def cache(tmp_path, monkeypatch):
 def _save(path, task="sr", name=None):
     torch.manual_seed(0)
     config = CVDMConfig(
-        condition_channels=1 if task == "sr" else 2,
+        condition_channels=1 if task == "sr" else 3,
         target_channels=1,
         preset="tiny",
-        residual=task == "sr",
+        residual=True,
     )
     physics = (
         {"pixel_size_um": 0.0626, "upscale": 2.0, "wavelength_um": 0.525, "na": 1.49}
@@ -115,7 +115,7 @@ def test_bundled_models_folder_is_listed_without_error():
         assert info.path.suffix == ".safetensors" and info.task in ("sr", "qpi", "prior")
 
 
-@pytest.mark.parametrize("task, channels", [("sr", 1), ("qpi", 2)])
+@pytest.mark.parametrize("task, channels", [("sr", 1), ("qpi", 3)])
 def test_make_untrained_model(task, channels):
     loaded = registry.make_untrained_model(task)
     assert loaded.metadata["training"]["untrained"] is True

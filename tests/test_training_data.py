@@ -11,6 +11,7 @@ from napari_cvdm.normalization import (
     normalize_target_minmax,
     phase_to_model,
     qpi_contrast,
+    qpi_tie_prior,
 )
 from napari_cvdm.workflows.training_data import (
     PairedImages,
@@ -66,14 +67,20 @@ def test_qpi_preparation_uses_contrast_and_fixed_phase_map():
     stack = (1 + 0.1 * rng.standard_normal((3, 24, 24))).astype(np.float32)
     phase = rng.uniform(0, 3, (24, 24)).astype(np.float32)
     pair = prepare_qpi_pair(stack, phase)
-    np.testing.assert_array_equal(pair.condition, qpi_contrast(stack[[0, 2]]))
+    contrast = qpi_contrast(stack[[0, 2]])
+    assert pair.condition.shape == (3, 24, 24)  # [TIE prior, c−, c+]
+    np.testing.assert_array_equal(pair.condition[1:], contrast)
+    qpi_a_D = 0.521 * 1.0 / 0.21**2
+    np.testing.assert_array_equal(pair.condition[0], qpi_tie_prior(contrast, qpi_a_D))
+    other = prepare_qpi_pair(stack, phase, defocus_D=3.0).condition[0]  # the data's own D
+    np.testing.assert_array_equal(other, qpi_tie_prior(contrast, 3.0))
     np.testing.assert_array_equal(pair.target[0], phase_to_model(phase))
     with pytest.raises(InputError, match="distinct"):
         prepare_qpi_pair(stack, phase, planes=(1, 1))
     with pytest.raises(InputError, match="at least 2 planes"):
         prepare_qpi_pair(stack[:1], phase)
     assert prepare_qpi_pair(stack[:3].repeat(2, 0)[:5], phase, planes=(1, 3)).condition.shape == (
-        2,
+        3,
         24,
         24,
     )
@@ -183,7 +190,7 @@ def test_synthetic_batches_are_seeded_and_shaped(task):
     data = make_training_data(task, "synthetic", seed=1)
     a = data.train_batch(np.random.default_rng([1, 7, 0]), 2, 64)
     b = data.train_batch(np.random.default_rng([1, 7, 0]), 2, 64)
-    channels = 1 if task == "sr" else 2
+    channels = 1 if task == "sr" else 3  # QPI: [TIE prior, c−, c+]
     assert a.condition.shape == (2, channels, 64, 64) and a.target.shape == (2, 1, 64, 64)
     np.testing.assert_array_equal(a.condition, b.condition)
     np.testing.assert_array_equal(a.target, b.target)

@@ -7,8 +7,11 @@ One set of functions serves training and inference (docs/architecture.md, physic
   computed once per *frame* (never per tile) and kept in a :class:`PercentileNorm`, whose inverse
   maps model outputs back to the input's ADU-above-offset scale (relative intensities).
 * **SR target** (ground truth): min–max to [−1, 1] (DL-SR convention), used in training only.
-* **QPI input**: flat-field contrast ``I / I_bg − 1`` (unclipped); **QPI target**: the fixed map
-  ``2 φ / φ_norm − 1`` with ``φ_norm = 3.5`` rad, never per image.
+* **QPI input**: flat-field contrast ``I / I_bg − 1`` (unclipped) of the two planes, preceded by a
+  **TIE prior** channel: the Tikhonov TIE phase of the same planes (global Poisson solve, so it
+  carries the low spatial frequencies a patch-sized network cannot see), floored at its 1st
+  percentile and mapped like the target. QPI models are residual: they learn target − prior.
+  **QPI target**: the fixed map ``2 φ / φ_norm − 1`` with ``φ_norm = 3.5`` rad, never per image.
 
 Every model file stores its rule (:func:`sr_rule`, :func:`qpi_rule`) under ``normalization``;
 :func:`validate_rule` checks such a dict.
@@ -33,14 +36,22 @@ __all__ = [
     "normalize_input",
     "normalize_target_minmax",
     "phase_to_model",
+    "qpi_condition",
     "qpi_contrast",
     "qpi_rule",
+    "qpi_tie_prior",
+    "defocus_number",
     "sr_rule",
     "validate_rule",
 ]
 
 #: fixed phase scale of QPI models (rad): φ = (y + 1) · φ_norm / 2
 DEFAULT_PHI_NORM = 3.5
+#: Tikhonov weight of the TIE prior channel (pixel units): the TIE α tuned on the QPI-A
+#: validation set, the same at all three noise levels (benchmarks/results/baselines.json)
+QPI_TIE_ALPHA = 1e-6
+#: the prior is shifted so this percentile is 0 (the recipes' phase maps start at 0 rad)
+QPI_TIE_FLOOR_PERCENTILE = 1.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,51 @@ def qpi_contrast(stack: np.ndarray, background: float | np.ndarray | None = None
     return (arr / bg - 1.0).astype(np.float32)
 
 
+def defocus_number(wavelength_um: float, dz_um: float, pixel_size_um: float) -> float:
+    """Dimensionless defocus ``D = λ·dz/Δx²`` (physics.md (c)): all a Fresnel pair depends on."""
+    return float(wavelength_um) * float(dz_um) / float(pixel_size_um) ** 2
+
+
+def qpi_tie_prior(
+    contrast: np.ndarray,
+    defocus_D: float,
+    alpha: float = QPI_TIE_ALPHA,
+    phi_norm: float = DEFAULT_PHI_NORM,
+    floor_percentile: float = QPI_TIE_FLOOR_PERCENTILE,
+) -> np.ndarray:
+    """TIE phase of a contrast pair (2, Y, X) [−dz, +dz] in model units: (Y, X) float32.
+
+    FFT-Tikhonov TIE with mirror boundaries in pixel units, where only ``D = λ·dz/Δx²``
+    matters; the result is shifted so its ``floor_percentile`` is 0 rad, then mapped by
+    :func:`phase_to_model`. Computed on the whole frame, never per tile or patch.
+    """
+    from .physics.tie import tie_fft
+
+    planes = _finite_frame(contrast, "QPI contrast").astype(np.float64) + 1.0
+    if planes.ndim != 3 or planes.shape[0] != 2:
+        raise InputError(f"the TIE prior needs two planes (2, Y, X), got shape {planes.shape}")
+    phi = tie_fft(planes, 1.0, float(defocus_D), 1.0, alpha=float(alpha), boundary="mirror")
+    phi = phi - np.percentile(phi, floor_percentile)
+    return phase_to_model(phi, phi_norm)
+
+
+def qpi_condition(contrast: np.ndarray, defocus_D: float, rule: dict[str, Any]) -> np.ndarray:
+    """The model condition of one QPI frame: (3, Y, X) ``[TIE prior, c−, c+]`` when ``rule``
+    has a ``prior``, else the contrast pair (2, Y, X) itself. float32."""
+    contrast = np.asarray(contrast, dtype=np.float32)
+    prior = rule.get("prior")
+    if not prior:
+        return contrast
+    tie = qpi_tie_prior(
+        contrast,
+        defocus_D,
+        alpha=float(prior["alpha"]),
+        phi_norm=float(rule["target"]["phi_norm"]),
+        floor_percentile=float(prior["floor_percentile"]),
+    )
+    return np.concatenate([tie[None], contrast]).astype(np.float32)
+
+
 def phase_to_model(phi: np.ndarray, phi_norm: float = DEFAULT_PHI_NORM) -> np.ndarray:
     """Phase in rad → model units ``2 φ / φ_norm − 1`` (float32)."""
     return (2.0 * np.asarray(phi, dtype=np.float64) / phi_norm - 1.0).astype(np.float32)
@@ -204,12 +260,18 @@ def sr_rule(offset_adu: float = 100.0, p_low: float = 1.0, p_high: float = 99.8)
 
 
 def qpi_rule(phi_norm: float = DEFAULT_PHI_NORM) -> dict[str, Any]:
-    """The QPI normalisation rule (JSON-ready): contrast input, fixed-scale phase target."""
+    """The QPI normalisation rule (JSON-ready): TIE prior + contrast input, fixed-scale phase
+    target, residual on the prior."""
     return {
         "task": "qpi",
         "input": {"kind": "contrast", "background": "median", "clip": False},
+        "prior": {
+            "kind": "tie",
+            "alpha": QPI_TIE_ALPHA,
+            "floor_percentile": QPI_TIE_FLOOR_PERCENTILE,
+        },
         "target": {"kind": "phase", "phi_norm": float(phi_norm)},
-        "residual": False,
+        "residual": True,
     }
 
 
@@ -218,7 +280,10 @@ _RULE_KEYS = {
         {"task", "input", "target", "residual", "upsample"},
         {"task", "input", "target", "residual"},
     ),
-    "qpi": ({"task", "input", "target", "residual"}, {"task", "input", "target", "residual"}),
+    "qpi": (
+        {"task", "input", "prior", "target", "residual"},
+        {"task", "input", "target", "residual"},
+    ),
 }
 _INPUT_KEYS = {
     "sr": {"kind", "offset_adu", "p_low", "p_high", "clip"},
@@ -267,6 +332,14 @@ def validate_rule(rule: Any, task: str | None = None) -> dict[str, Any]:
         up = rule.get("upsample", _UPSAMPLE)
         if not isinstance(up, dict) or up.get("mode") != "bicubic" or up.get("factor") != 2:
             raise ValueError("normalization.upsample must be bicubic with factor 2")
+    if rtask == "qpi" and "prior" in rule:
+        prior = rule["prior"]
+        if not isinstance(prior, dict) or prior.get("kind") != "tie":
+            raise ValueError("normalization.prior.kind must be 'tie'")
+        if _number(prior.get("alpha"), "normalization.prior.alpha") <= 0:
+            raise ValueError("normalization.prior.alpha must be positive")
+        if not 0 <= _number(prior.get("floor_percentile"), "normalization.prior.floor_percentile") < 100:
+            raise ValueError("normalization.prior.floor_percentile must be in [0, 100)")
     target = rule["target"]
     kind, extra = _TARGET[rtask]
     if not isinstance(target, dict) or target.get("kind") != kind:

@@ -61,7 +61,9 @@ _REQUIRED = {
 }
 _OPTIONAL = {"weights": dict}
 #: condition/target channels each task needs (None: any)
-_TASK_CHANNELS = {"sr": (1, 1), "qpi": (2, 1), "prior": (0, None)}
+#: (condition, target) channels by task; QPI: 3 with the TIE prior channel, 2 without (checked
+#: against the normalisation rule below)
+_TASK_CHANNELS = {"sr": (1, 1), "qpi": (None, 1), "prior": (0, None)}
 #: physical parameters each task must record (positive numbers, µm / dimensionless)
 _TASK_PHYSICS = {
     "sr": ("pixel_size_um", "upscale", "wavelength_um", "na"),
@@ -147,6 +149,14 @@ def validate_metadata(meta: Any) -> dict[str, Any]:
         validate_rule(meta["normalization"], task)
     except ValueError as exc:
         raise ModelFileError(f"invalid normalisation rule: {exc}; {_FIX}") from None
+    if task == "qpi":
+        want = 3 if meta["normalization"].get("prior") else 2
+        if arch["condition_channels"] != want:
+            raise ModelFileError(
+                f"a qpi model {'with' if want == 3 else 'without'} a TIE prior needs "
+                f"architecture.condition_channels = {want}, got {arch['condition_channels']}; "
+                f"{_FIX}"
+            )
     for key in _TASK_PHYSICS[task]:
         value = meta["physics"].get(key)
         if not _is_number(value) or not value > 0:

@@ -162,14 +162,14 @@ def make_untrained_model(task: str, preset: str = "tiny", seed: int = 0) -> Any:
     from .cvdm import CVDM, CVDMConfig
     from .modelfile import FORMAT, FORMAT_VERSION, LoadedModel, validate_metadata
 
-    channels = {"sr": (1, 1), "qpi": (2, 1)}
+    channels = {"sr": (1, 1), "qpi": (3, 1)}  # QPI: [TIE prior, c−, c+]
     if task not in channels:
         raise ValueError(f"task must be 'sr' or 'qpi', got {task!r}")
     cond, target = channels[task]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         config = CVDMConfig(
-            condition_channels=cond, target_channels=target, preset=preset, residual=task == "sr"
+            condition_channels=cond, target_channels=target, preset=preset, residual=True
         )
         model = CVDM(config).eval()
     physics = (

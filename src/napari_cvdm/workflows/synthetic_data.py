@@ -39,8 +39,12 @@ def _simulate(
         return prepare_sr_pair(sample.widefield, sample.target, "synthetic"), sample.metadata
     from ..physics.qpi import simulate_qpi_stack
 
+    from ..normalization import defocus_number
+
     sample = simulate_qpi_stack(rng, **overrides)
-    return prepare_qpi_pair(sample.stack, sample.phase, "synthetic"), sample.metadata
+    md = sample.metadata
+    D = defocus_number(md["wavelength_um"], md["dz_um"], md["pixel_size_um"])
+    return prepare_qpi_pair(sample.stack, sample.phase, "synthetic", defocus_D=D), md
 
 
 def _physics_from(task: str, metadata: dict[str, Any]) -> dict[str, float]:

@@ -24,10 +24,12 @@ import numpy as np
 from ..errors import InputError
 from ..normalization import (
     DEFAULT_PHI_NORM,
+    defocus_number,
     denormalize,
     fit_input_norm,
     model_to_phase,
     normalize_input,
+    qpi_condition,
     qpi_contrast,
 )
 
@@ -258,7 +260,13 @@ class QPIAdapter:
             )
         self.planes = tuple(p % nz for p in planes)
         self.background = background
-        self.phi_norm = float(metadata["normalization"]["target"].get("phi_norm", DEFAULT_PHI_NORM))
+        self.rule = metadata["normalization"]
+        self.phi_norm = float(self.rule["target"].get("phi_norm", DEFAULT_PHI_NORM))
+        self.residual = bool(metadata["architecture"].get("residual", False))
+        physics = metadata["physics"]
+        self.model_defocus_D = defocus_number(
+            physics["wavelength_um"], physics["dz_um"], physics["pixel_size_um"]
+        )
         self.lead = self.image.shape[:-3]
         self.output_shape = (*self.lead, *self.image.shape[-2:])
         self.optics = {
@@ -304,17 +312,25 @@ class QPIAdapter:
         return qpi_contrast(two, self.background)
 
     def prepare(self, index: int) -> PreparedFrame:
-        """Frame ``index`` as a model condition (2, Y, X): contrast of the two planes."""
+        """Frame ``index`` as a model condition: (3, Y, X) ``[TIE prior, c−, c+]`` (or the
+        contrast pair (2, Y, X) for models without a prior). The prior uses the stack's
+        defocus number D when its optics are known, else the model's."""
         phi_norm = self.phi_norm
-        return PreparedFrame(
-            self._contrast(index),
-            lambda s: model_to_phase(s, phi_norm),
-            {
-                "contrast": "I/I_bg-1",
-                "background": self.background or "median",
-                "phi_norm": phi_norm,
-            },
-        )
+        defocus_D = self.defocus_D or self.model_defocus_D
+        condition = qpi_condition(self._contrast(index), defocus_D, self.rule)
+        prior = condition[0] if self.residual else 0.0
+
+        def to_physical(samples: np.ndarray) -> np.ndarray:
+            return model_to_phase(np.asarray(samples, np.float64) + prior, phi_norm)
+
+        info = {
+            "contrast": "I/I_bg-1",
+            "background": self.background or "median",
+            "phi_norm": phi_norm,
+        }
+        if self.rule.get("prior"):
+            info["tie_prior"] = {**self.rule["prior"], "defocus_D": defocus_D}
+        return PreparedFrame(condition, to_physical, info)
 
     def output_pixel_size(self, pixel_size_um: float | None) -> float | None:
         return pixel_size_um

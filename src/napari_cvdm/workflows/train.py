@@ -32,6 +32,7 @@ import torch
 
 from ..errors import InputError
 from .events import Finished, LossReport, Progress, Validation
+from .training_data import TASK_CHANNELS
 from .train_support import (
     Prefetcher,
     build_metadata,
@@ -236,6 +237,13 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
                 f"{config.task!r}; choose a {config.task} model to fine-tune"
             )
         model = loaded.model.float().train()
+        want = TASK_CHANNELS[config.task][0]
+        if model.config.condition_channels != want:
+            raise InputError(
+                f"base model {config.base_model!r} takes {model.config.condition_channels} "
+                f"condition channels, but {config.task} training data now has {want} (an older "
+                f"model format); fine-tune a current {config.task} model or train from scratch"
+            )
         origin = {
             "base_model": loaded.name,
             "base_model_sha256": loaded.sha256,
@@ -243,13 +251,11 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
             "base_normalization": loaded.metadata.get("normalization", {}),
         }
         return model, origin
-    cond, target = {"sr": (1, 1), "qpi": (2, 1)}[config.task]
+    cond, target = TASK_CHANNELS[config.task]
     torch.manual_seed(config.seed)
+    # both tasks are residual: SR on the up-sampled widefield, QPI on the TIE prior channel
     arch = CVDMConfig(
-        condition_channels=cond,
-        target_channels=target,
-        preset=config.preset,
-        residual=config.task == "sr",
+        condition_channels=cond, target_channels=target, preset=config.preset, residual=True
     )
     return CVDM(arch), {}
 
@@ -306,6 +312,7 @@ def train(
             val_fraction=config.val_fraction,
             overrides=config.synthetic_overrides,
             patches_per_frame=config.patches_per_frame,
+            physics=config.physics,
         )
     )
     model, origin = _build_model(config, resume)

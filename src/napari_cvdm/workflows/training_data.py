@@ -29,11 +29,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..normalization import (
+    defocus_number,
     fit_input_norm,
     normalize_input,
     normalize_target_minmax,
     phase_to_model,
+    qpi_condition,
     qpi_contrast,
+    qpi_rule,
 )
 
 __all__ = [
@@ -48,7 +51,7 @@ __all__ = [
     "prepare_sr_pair",
 ]
 
-TASK_CHANNELS = {"sr": (1, 1), "qpi": (2, 1)}
+TASK_CHANNELS = {"sr": (1, 1), "qpi": (3, 1)}  # QPI: [TIE prior, c−, c+]
 RAW_SIM_FRAMES = 9
 _PIXEL_TOLERANCE = 0.02  # relative mismatch of pixel sizes accepted
 
@@ -140,9 +143,18 @@ def select_qpi_planes(stack: np.ndarray, planes: Sequence[int] | None = None) ->
 
 
 def prepare_qpi_pair(
-    stack: np.ndarray, phase: np.ndarray, name: str = "", planes: Sequence[int] | None = None
+    stack: np.ndarray,
+    phase: np.ndarray,
+    name: str = "",
+    planes: Sequence[int] | None = None,
+    defocus_D: float | None = None,
 ) -> PreparedPair:
-    """Through-focus stack (Z, Y, X) + phase (Y, X) rad → a :class:`PreparedPair`."""
+    """Through-focus stack (Z, Y, X) + phase (Y, X) rad → a :class:`PreparedPair`.
+
+    The condition is ``[TIE prior, c−, c+]`` (3, Y, X) (:func:`~napari_cvdm.normalization.
+    qpi_condition`), the prior computed on the whole frame with the defocus number
+    ``defocus_D`` = λ·dz/Δx² of the data (default: the QPI-A recipe's).
+    """
     two = select_qpi_planes(stack, planes)
     phase = np.asarray(phase)
     if phase.ndim != 2 or phase.shape != two.shape[1:]:
@@ -150,7 +162,18 @@ def prepare_qpi_pair(
             f"QPI pair {name!r}: the phase target must be 2-D with the stack's Y, X size "
             f"{two.shape[1:]}, got {phase.shape}"
         )
-    return PreparedPair(condition=qpi_contrast(two), target=phase_to_model(phase)[None], name=name)
+    if defocus_D is None:
+        defocus_D = _default_defocus_number()
+    condition = qpi_condition(qpi_contrast(two), defocus_D, qpi_rule())
+    return PreparedPair(condition=condition, target=phase_to_model(phase)[None], name=name)
+
+
+def _default_defocus_number(physics: dict[str, float] | None = None) -> float:
+    """D = λ·dz/Δx² from ``physics`` (µm), each missing value taken from the QPI-A recipe."""
+    from .train_support import DEFAULT_PHYSICS
+
+    merged = {**DEFAULT_PHYSICS["qpi"], **(physics or {})}
+    return defocus_number(merged["wavelength_um"], merged["dz_um"], merged["pixel_size_um"])
 
 
 # --- patches ------------------------------------------------------------------------------
@@ -287,7 +310,7 @@ class PairedImages:
 
     def _prepare(self, x: np.ndarray, y: np.ndarray, name: str) -> list[PreparedPair]:
         if self.task == "qpi":
-            return [prepare_qpi_pair(x, y, name, self.qpi_planes)]
+            return [prepare_qpi_pair(x, y, name, self.qpi_planes, self._defocus_number())]
         if x.ndim == 3 and y.ndim == 2:
             if x.shape[0] != RAW_SIM_FRAMES:
                 raise InputError(
@@ -302,6 +325,12 @@ class PairedImages:
                 )
             return [prepare_sr_pair(a, b, f"{name}[{t}]") for t, (a, b) in enumerate(zip(x, y))]
         return [prepare_sr_pair(x, y, name)]
+
+    def _defocus_number(self) -> float:
+        """The data's D for the TIE prior: known pixel sizes and ``physics``, else QPI-A's."""
+        known = [p for p in (self.input_pixel_size_um or []) if p]
+        physics = {**({"pixel_size_um": float(known[0])} if known else {}), **self.physics}
+        return _default_defocus_number(physics)
 
     def train_batch(self, rng: np.random.Generator, batch: int, patch: int) -> PairBatch:
         """``batch`` random augmented patches of side ``patch`` (target grid)."""
@@ -387,6 +416,7 @@ def make_training_data(
     val_fraction: float = 0.2,
     overrides: dict[str, Any] | None = None,
     patches_per_frame: int = 1,
+    physics: dict[str, float] | None = None,
 ) -> TrainingData:
     """The data source for ``data``: ``"synthetic"`` (:class:`SyntheticPairs`), a folder
     (:func:`paired_folders`), or a ready source (returned as is)."""
@@ -409,4 +439,4 @@ def make_training_data(
             f"training data {str(data)!r} is neither 'synthetic' nor a folder; give a folder with "
             "input/ and target/ subfolders of matching file names"
         )
-    return paired_folders(task, folder, val_fraction=val_fraction)
+    return paired_folders(task, folder, val_fraction=val_fraction, physics=dict(physics or {}))
