@@ -6,6 +6,7 @@ import pytest
 from napari_cvdm.errors import InputError
 from napari_cvdm.normalization import (
     PercentileNorm,
+    defocus_number,
     denormalize,
     denormalize_scale,
     fit_input_norm,
@@ -13,7 +14,6 @@ from napari_cvdm.normalization import (
     normalize_input,
     normalize_target_minmax,
     phase_to_model,
-    defocus_number,
     qpi_condition,
     qpi_contrast,
     qpi_rule,
@@ -148,7 +148,7 @@ def test_tie_prior_recovers_a_smooth_phase_bump_in_model_units():
     sample = simulate_qpi_stack(np.random.default_rng(0), phase=phase, noise="none", size=n)
     md = sample.metadata
     D = defocus_number(md["wavelength_um"], md["dz_um"], md["pixel_size_um"])
-    assert D == pytest.approx(0.521 / 0.21**2, rel=1e-6)
+    assert pytest.approx(0.521 / 0.21**2, rel=1e-6) == D
     contrast = qpi_contrast(sample.stack, background=1.0)
     prior = model_to_phase(qpi_tie_prior(contrast, D))
     assert np.percentile(prior, 1.0) == pytest.approx(0.0, abs=1e-5)  # floored at 0 rad

@@ -235,7 +235,8 @@ def test_qpi_training_from_four_pairs_reports_phase_mae(tmp_path):
     assert meta["weights"]["dtype"] == "float16"
     assert meta["architecture"]["condition_channels"] == 3  # [TIE prior, c−, c+]
     assert meta["architecture"]["residual"] is True  # learns the phase minus the TIE prior
-    assert meta["normalization"]["task"] == "qpi" and meta["normalization"]["prior"]["kind"] == "tie"
+    assert meta["normalization"]["task"] == "qpi"
+    assert meta["normalization"]["prior"]["kind"] == "tie"
     assert meta["physics"]["dz_um"] == pytest.approx(1.0)
 
 

@@ -338,7 +338,8 @@ def validate_rule(rule: Any, task: str | None = None) -> dict[str, Any]:
             raise ValueError("normalization.prior.kind must be 'tie'")
         if _number(prior.get("alpha"), "normalization.prior.alpha") <= 0:
             raise ValueError("normalization.prior.alpha must be positive")
-        if not 0 <= _number(prior.get("floor_percentile"), "normalization.prior.floor_percentile") < 100:
+        floor = _number(prior.get("floor_percentile"), "normalization.prior.floor_percentile")
+        if not 0 <= floor < 100:
             raise ValueError("normalization.prior.floor_percentile must be in [0, 100)")
     target = rule["target"]
     kind, extra = _TARGET[rtask]

@@ -37,9 +37,8 @@ def _simulate(
 
         sample = simulate_sr_pair(rng, **overrides)
         return prepare_sr_pair(sample.widefield, sample.target, "synthetic"), sample.metadata
-    from ..physics.qpi import simulate_qpi_stack
-
     from ..normalization import defocus_number
+    from ..physics.qpi import simulate_qpi_stack
 
     sample = simulate_qpi_stack(rng, **overrides)
     md = sample.metadata

@@ -32,7 +32,6 @@ import torch
 
 from ..errors import InputError
 from .events import Finished, LossReport, Progress, Validation
-from .training_data import TASK_CHANNELS
 from .train_support import (
     Prefetcher,
     build_metadata,
@@ -41,6 +40,7 @@ from .train_support import (
     seed_step,
     weights_digest,
 )
+from .training_data import TASK_CHANNELS
 
 __all__ = ["DEFAULT_FINETUNE_LR", "DEFAULT_LR", "TrainConfig", "checkpoint_path_for", "train"]
 
