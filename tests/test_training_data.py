@@ -200,3 +200,20 @@ def test_synthetic_batches_are_seeded_and_shaped(task):
     assert val is data.validation_batch(64, 2)
     need = {"sr": {"pixel_size_um", "wavelength_um", "na"}, "qpi": {"pixel_size_um", "dz_um"}}
     assert need[task] <= set(data.physics)
+
+
+def test_qpi_pairs_use_their_own_defocus_number_only_when_fully_known():
+    rng = np.random.default_rng(4)
+    stack = (1 + 0.1 * rng.standard_normal((2, 32, 32))).astype(np.float32)
+    phase = rng.uniform(0, 3, (32, 32)).astype(np.float32)
+    contrast = qpi_contrast(stack)
+    optics = {"wavelength_um": 0.6, "dz_um": 2.0, "pixel_size_um": 0.3}
+    known = PairedImages("qpi", [stack], [phase], val_fraction=0.0, physics=optics)
+    np.testing.assert_array_equal(
+        known.train_pairs[0].condition[0], qpi_tie_prior(contrast, 0.6 * 2.0 / 0.3**2)
+    )
+    partly = PairedImages("qpi", [stack], [phase], val_fraction=0.0, input_pixel_size_um=[0.1],
+                          target_pixel_size_um=[0.1])  # fmt: skip
+    np.testing.assert_array_equal(  # the pixel size alone does not fix D: QPI-A's D
+        partly.train_pairs[0].condition[0], qpi_tie_prior(contrast, 0.521 / 0.21**2)
+    )

@@ -327,10 +327,14 @@ class PairedImages:
         return [prepare_sr_pair(x, y, name)]
 
     def _defocus_number(self) -> float:
-        """The data's D for the TIE prior: known pixel sizes and ``physics``, else QPI-A's."""
+        """The data's D = λ·dz/Δx² for the TIE prior when its wavelength, dz and pixel size are
+        all known (``physics``, pixel sizes from the files); else the QPI-A recipe's D, which
+        is also what inference assumes for a stack of unknown optics."""
         known = [p for p in (self.input_pixel_size_um or []) if p]
         physics = {**({"pixel_size_um": float(known[0])} if known else {}), **self.physics}
-        return _default_defocus_number(physics)
+        if {"wavelength_um", "dz_um", "pixel_size_um"} <= set(physics):
+            return _default_defocus_number(physics)
+        return _default_defocus_number()
 
     def train_batch(self, rng: np.random.Generator, batch: int, patch: int) -> PairBatch:
         """``batch`` random augmented patches of side ``patch`` (target grid)."""
