@@ -66,6 +66,8 @@ def test_train_writes_model_checkpoint_csv_and_png(tmp_path, capsys):
     assert meta["name"] == "my-sr" and meta["weights"]["dtype"] == "float16"
     assert meta["physics"]["na"] == 1.4 and meta["physics"]["wavelength_um"] == 0.6
     assert meta["training"]["command"].startswith("napari-cvdm train ")
+    assert meta["normalization"]["target"] == {"kind": "fit_to_input", "blur_px": 2.0}
+    assert meta["architecture"]["extra"] == {"denoised_bound": 6.0}  # the sampler's clamp
     assert meta["training"]["data"]["overrides"] == {"size": "32"}
     rows = _rows(tmp_path / "sr.log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3]

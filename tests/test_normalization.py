@@ -13,6 +13,7 @@ from napari_cvdm.normalization import (
     model_to_phase,
     normalize_input,
     normalize_target_minmax,
+    normalize_target_to_condition,
     phase_to_model,
     qpi_condition,
     qpi_contrast,
@@ -98,6 +99,33 @@ def test_qpi_contrast_with_given_and_median_background():
     assert c2[1, 0, 0] == pytest.approx(-0.5)
     with pytest.raises(InputError, match="positive"):
         qpi_contrast(stack, background=0.0)
+
+
+def test_sr_target_takes_the_local_intensity_scale_of_the_input():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(2)
+    gt = np.zeros((64, 64))
+    gt[rng.integers(4, 60, 30), rng.integers(4, 60, 30)] = rng.uniform(1, 5, 30)
+    gt = gaussian_filter(gt, 1.0) * 1000.0  # SIM-like, arbitrary units
+    x_up = 0.004 * gaussian_filter(gt, 2.0) - 0.8  # the input, already in model units
+    target = normalize_target_to_condition(gt, x_up)
+    np.testing.assert_allclose(target, 0.004 * gt - 0.8, rtol=1e-4, atol=1e-4)  # a·GT + c exact
+    assert target.dtype == np.float32
+    # a brighter isolated peak elsewhere in the frame leaves the other pixels' scale alone
+    brighter = gt.copy()
+    brighter[2, 2] += 50 * gt.max()
+    other = normalize_target_to_condition(brighter, 0.004 * gaussian_filter(brighter, 2.0) - 0.8)
+    np.testing.assert_allclose(other[10:, 10:], target[10:, 10:], atol=1e-3)
+    # while min–max would rescale every pixel by the new maximum
+    assert (
+        np.abs(normalize_target_minmax(brighter) - normalize_target_minmax(gt))[10:, 10:].max()
+        > 0.1
+    )
+    flat = normalize_target_to_condition(np.ones((16, 16)), rng.standard_normal((16, 16)))
+    assert np.all(flat == -1.0)  # degenerate fit: falls back to min–max
+    with pytest.raises(InputError, match="shape"):
+        normalize_target_to_condition(gt, x_up[:32])
 
 
 def test_phase_maps_are_fixed_and_inverse():

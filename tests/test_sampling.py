@@ -223,3 +223,18 @@ def test_clip_denoised_keeps_samples_in_the_target_range(model, sampler):
     absolute = clipped + (x if model.config.residual else 0.0)
     assert float(absolute.abs().max()) <= 1.5 + 1e-5
     assert float(free.abs().max()) > 1.5  # the unclamped sampler does leave the range here
+
+
+def test_the_default_clamp_is_the_bound_the_model_was_trained_for(model):
+    x = torch.randn(1, 1, 24, 24)
+    offset = x if model.config.residual else 0.0
+    default = sample_all(model, x, n_samples=2, steps=6, sampler="ancestral")
+    assert float((default + offset).abs().max()) <= 1.5 + 1e-5  # no bound stored: 1.5
+    model.config.extra["denoised_bound"] = 3.0
+    try:
+        wider = sample_all(model, x, n_samples=2, steps=6, sampler="ancestral")
+        same = sample_all(model, x, n_samples=2, steps=6, sampler="ancestral", clip_denoised=3.0)
+    finally:
+        del model.config.extra["denoised_bound"]
+    assert torch.equal(wider, same)
+    assert 1.5 < float((wider + offset).abs().max()) <= 3.0 + 1e-5

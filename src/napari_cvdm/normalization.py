@@ -6,7 +6,9 @@ One set of functions serves training and inference (docs/architecture.md, physic
   (``p_low``, ``p_high``) = (1, 99.8) to [0, 1], then ×2 − 1; never clipped. The percentiles are
   computed once per *frame* (never per tile) and kept in a :class:`PercentileNorm`, whose inverse
   maps model outputs back to the input's ADU-above-offset scale (relative intensities).
-* **SR target** (ground truth): min–max to [−1, 1] (DL-SR convention), used in training only.
+* **SR target** (ground truth, training only): ``a·GT + c`` fitted so that the ground truth blurred
+  to the widefield resolution matches the up-sampled input (:func:`normalize_target_to_condition`);
+  models before it used min–max to [−1, 1] (DL-SR convention).
 * **QPI input**: flat-field contrast ``I / I_bg − 1`` (unclipped) of the two planes, preceded by a
   **TIE prior** channel: the Tikhonov TIE phase of the same planes (global Poisson solve, so it
   carries the low spatial frequencies a patch-sized network cannot see), floored at its 1st
@@ -35,6 +37,7 @@ __all__ = [
     "model_to_phase",
     "normalize_input",
     "normalize_target_minmax",
+    "normalize_target_to_condition",
     "phase_to_model",
     "qpi_condition",
     "qpi_contrast",
@@ -159,6 +162,37 @@ def normalize_target_minmax(target: np.ndarray) -> np.ndarray:
     return (2.0 * (arr - lo) / (hi - lo) - 1.0).astype(np.float32)
 
 
+#: σ (target-grid px) of the Gaussian that takes an SR-A ground truth (SIM PSF, σ ≈ 1.28 px) to
+#: about the widefield resolution (σ ≈ 2.36 px): sqrt(2.36² − 1.28²) ≈ 2
+SR_TARGET_BLUR_PX = 2.0
+
+
+def normalize_target_to_condition(
+    target: np.ndarray, condition_up: np.ndarray, blur_px: float = SR_TARGET_BLUR_PX
+) -> np.ndarray:
+    """Ground truth (2Y, 2X) → the input's diffusion units: ``a·GT + c`` (float32).
+
+    ``a`` and ``c`` are the least-squares fit of the up-sampled condition (model units, same
+    shape) by the ground truth blurred to about the widefield resolution (Gaussian ``blur_px``).
+    The target then has the local intensity scale of the input, so the network learns a local
+    sharpening; a per-frame min–max map instead ties every patch's scale to the brightest pixel
+    of the whole frame, which a patch cannot see. Falls back to min–max when the fit is
+    degenerate (constant or anti-correlated ground truth).
+    """
+    from scipy.ndimage import gaussian_filter
+
+    gt = _finite_frame(target, "target").astype(np.float64)
+    x = np.asarray(condition_up, dtype=np.float64)
+    if x.shape != gt.shape:
+        raise InputError(f"target {gt.shape} and up-sampled condition {x.shape} differ in shape")
+    blurred = gaussian_filter(gt, float(blur_px), mode="reflect")
+    design = np.stack([blurred.ravel(), np.ones(blurred.size)], axis=1)
+    (scale, offset), *_ = np.linalg.lstsq(design, x.ravel(), rcond=None)
+    if not (np.isfinite(scale) and scale > 0):
+        return normalize_target_minmax(target)
+    return (scale * gt + offset).astype(np.float32)
+
+
 def qpi_contrast(stack: np.ndarray, background: float | np.ndarray | None = None) -> np.ndarray:
     """Flat-field contrast ``I / I_bg − 1`` of a through-focus stack (..., Z, Y, X), float32.
 
@@ -253,7 +287,7 @@ def sr_rule(offset_adu: float = 100.0, p_low: float = 1.0, p_high: float = 99.8)
             "p_high": float(p_high),
             "clip": False,
         },
-        "target": {"kind": "minmax"},
+        "target": {"kind": "fit_to_input", "blur_px": SR_TARGET_BLUR_PX},
         "residual": True,
         "upsample": dict(_UPSAMPLE),
     }
@@ -291,6 +325,8 @@ _INPUT_KEYS = {
 }
 _INPUT_KIND = {"sr": "percentile", "qpi": "contrast"}
 _TARGET = {"sr": ("minmax", set()), "qpi": ("phase", {"phi_norm"})}
+#: other accepted target kinds (training only; inference never reads the target rule)
+_TARGET_ALSO = {"sr": {"fit_to_input": {"blur_px"}}, "qpi": {}}
 
 
 def _number(value: Any, where: str) -> float:
@@ -343,8 +379,11 @@ def validate_rule(rule: Any, task: str | None = None) -> dict[str, Any]:
             raise ValueError("normalization.prior.floor_percentile must be in [0, 100)")
     target = rule["target"]
     kind, extra = _TARGET[rtask]
+    also = _TARGET_ALSO[rtask]
+    if isinstance(target, dict) and target.get("kind") in also:
+        kind, extra = target["kind"], also[target["kind"]]
     if not isinstance(target, dict) or target.get("kind") != kind:
-        raise ValueError(f"normalization.target.kind must be {kind!r}")
+        raise ValueError(f"normalization.target.kind must be one of {[kind, *also]}")
     for key in extra:
         if _number(target.get(key), f"normalization.target.{key}") <= 0:
             raise ValueError(f"normalization.target.{key} must be positive")

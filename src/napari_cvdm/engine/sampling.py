@@ -16,6 +16,7 @@ import math
 from collections.abc import Generator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,6 +56,16 @@ class BatchPlan:
 
 
 # ----------------------------------------------------------------------------- pure step rules
+
+
+#: clamp of the absolute denoised estimate for models whose targets span [−1, 1]
+DEFAULT_DENOISED_BOUND = 1.5
+
+
+def denoised_bound(model: Any) -> float:
+    """The clamp of ŷ_0 a model was trained for: ``config.extra["denoised_bound"]`` or 1.5."""
+    extra = getattr(model.config, "extra", None) or {}
+    return float(extra.get("denoised_bound", DEFAULT_DENOISED_BOUND))
 
 
 def time_grid(steps: int) -> torch.Tensor:
@@ -207,7 +218,7 @@ def sample(
     memory_budget_mb: float = 2048.0,
     group_size: int | None = None,
     channels_last: bool | None = None,
-    clip_denoised: float | None = 1.5,
+    clip_denoised: float | str | None = "model",
 ) -> Generator[Progress | SampleGroup, None, torch.Tensor]:
     """Draw ``n_samples`` samples of y_0 given one condition ``x`` (C_x, H, W) or (1, C_x, H, W).
 
@@ -219,10 +230,12 @@ def sample(
     the time grid. Runs under ``torch.inference_mode`` (only while computing, never across a
     ``yield``); bf16 autocast on CUDA; channels-last memory format on CUDA and CPU unless
     ``channels_last=False`` (this converts the model's conv weights in place; values are unchanged).
-    ``clip_denoised`` (default 1.5; None turns it off): each step clamps ŷ_0 so that the absolute
-    estimate (ŷ_0 plus the up-sampled input for residual models) stays in [−c, c]; training
-    targets span [−1, 1] in model units.
+    ``clip_denoised`` (None turns it off): each step clamps ŷ_0 so that the absolute estimate
+    (ŷ_0 plus the residual's offset channel) stays in [−c, c]. ``"model"`` (default) takes c from
+    the model's ``config.extra["denoised_bound"]``, else 1.5 (targets spanning [−1, 1]).
     """
+    if clip_denoised == "model":
+        clip_denoised = denoised_bound(model)
     if sampler not in SAMPLERS:
         raise InputError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if int(steps) < 1 or int(n_samples) < 1:

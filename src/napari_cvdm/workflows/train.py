@@ -46,6 +46,9 @@ __all__ = ["DEFAULT_FINETUNE_LR", "DEFAULT_LR", "TrainConfig", "checkpoint_path_
 
 DEFAULT_LR = 1e-4
 DEFAULT_FINETUNE_LR = 3e-5
+#: sampler clamp of |ŷ_0 + x_up| for SR models (targets in the input's units, see
+#: normalization.normalize_target_to_condition); only a guard against diverging pixels
+SR_DENOISED_BOUND = 6.0
 #: ``constant``: the peak rate after warm-up; ``cosine``: half-cosine decay from the peak after
 #: warm-up to ``lr_min_fraction`` × peak at the last step (better final weights for a fixed budget).
 LR_SCHEDULES = ("constant", "cosine")
@@ -316,6 +319,8 @@ def train(
         )
     )
     model, origin = _build_model(config, resume)
+    if config.task == "sr":  # input-scaled targets reach a few units at bright, sharp peaks
+        model.config.extra["denoised_bound"] = SR_DENOISED_BOUND
     if config.freeze_schedule:
         for p in _schedule_parameters(model):
             p.requires_grad_(False)

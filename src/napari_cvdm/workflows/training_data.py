@@ -32,7 +32,7 @@ from ..normalization import (
     defocus_number,
     fit_input_norm,
     normalize_input,
-    normalize_target_minmax,
+    normalize_target_to_condition,
     phase_to_model,
     qpi_condition,
     qpi_contrast,
@@ -118,7 +118,7 @@ def prepare_sr_pair(widefield: np.ndarray, target: np.ndarray, name: str = "") -
     condition = upsample_to_target_grid(normalize_input(widefield, norm))
     return PreparedPair(
         condition=condition[None].astype(np.float32),
-        target=normalize_target_minmax(target)[None],
+        target=normalize_target_to_condition(target, condition)[None],
         name=name,
     )
 
