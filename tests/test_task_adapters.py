@@ -54,6 +54,13 @@ def test_qpi_prior_uses_the_stacks_own_defocus_number(qpi_meta, sample):
     np.testing.assert_allclose(frame.condition[0], qpi_tie_prior(contrast, user_D), atol=1e-6)
 
 
+def test_unknown_optics_use_the_d_the_prior_was_trained_with(qpi_meta, sample):
+    trained = {**qpi_meta, "normalization": qpi_rule(defocus_D=30.0)}
+    frame = make_adapter("qpi", sample.stack, trained).prepare(0)
+    contrast = qpi_contrast(sample.stack[[0, -1]])
+    np.testing.assert_allclose(frame.condition[0], qpi_tie_prior(contrast, 30.0), atol=1e-6)
+
+
 def test_models_without_a_prior_get_the_contrast_only(qpi_meta, sample):
     old = {**qpi_meta, "normalization": {**qpi_rule(), "residual": False}}
     del old["normalization"]["prior"]

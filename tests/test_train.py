@@ -237,6 +237,8 @@ def test_qpi_training_from_four_pairs_reports_phase_mae(tmp_path):
     assert meta["architecture"]["residual"] is True  # learns the phase minus the TIE prior
     assert meta["normalization"]["task"] == "qpi"
     assert meta["normalization"]["prior"]["kind"] == "tie"
+    # the D the prior was computed with in training (QPI-A's: no optics given)
+    assert meta["normalization"]["prior"]["defocus_D"] == pytest.approx(0.521 / 0.21**2)
     assert meta["physics"]["dz_um"] == pytest.approx(1.0)
 
 

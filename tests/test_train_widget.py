@@ -1,5 +1,7 @@
 """The Train widget: trains two steps from layers, plots, previews, stops, saves a listed model."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -195,7 +197,9 @@ def test_a_new_run_never_overwrites_an_existing_model(widget, notes):
     assert not widget.running and "overwrite its own base model" in notes[-1][1]
 
 
-def test_a_folder_is_read_in_the_worker_and_its_errors_are_notified(widget, qtbot, notes, tmp_path):
+def test_a_folder_is_read_in_the_worker_and_its_errors_are_notified(
+    widget, qtbot, notes, tmp_path, monkeypatch
+):
     from napari_cvdm.io import write_tiff
 
     rng = np.random.default_rng(3)
@@ -209,9 +213,18 @@ def test_a_folder_is_read_in_the_worker_and_its_errors_are_notified(widget, qtbo
     widget.folder.value = tmp_path / "pairs"
     widget.val_fraction.value = 0.25
     widget.steps.value = 2
+    readers = []
+    real_load = train_widget._FolderData.load
+
+    def recording_load(self):
+        readers.append(threading.current_thread())
+        return real_load(self)
+
+    monkeypatch.setattr(train_widget._FolderData, "load", recording_load)
     widget.train_button.native.click()
-    assert widget.running  # the files are read by the worker, not before it starts
+    assert widget.running
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert readers and readers[0] is not threading.main_thread()  # read in the worker
     assert widget.finished_event is not None and widget.history.steps == [1, 2]
     write_tiff(tmp_path / "pairs" / "input" / "extra.tif", np.ones((32, 32)), 0.0626)
     widget.name.value = "from-folder-2"

@@ -201,18 +201,21 @@ def test_synthetic_batches_are_seeded_and_shaped(task):
     assert need[task] <= set(data.physics)
 
 
-def test_qpi_pairs_use_their_own_defocus_number_only_when_fully_known():
+def test_qpi_pairs_compute_the_tie_prior_with_the_physics_the_model_records():
     rng = np.random.default_rng(4)
     stack = (1 + 0.1 * rng.standard_normal((2, 32, 32))).astype(np.float32)
     phase = rng.uniform(0, 3, (32, 32)).astype(np.float32)
     contrast = qpi_contrast(stack)
     optics = {"wavelength_um": 0.6, "dz_um": 2.0, "pixel_size_um": 0.3}
     known = PairedImages("qpi", [stack], [phase], val_fraction=0.0, physics=optics)
+    assert known.defocus_D == pytest.approx(0.6 * 2.0 / 0.3**2)
     np.testing.assert_array_equal(
-        known.train_pairs[0].condition[0], qpi_tie_prior(contrast, 0.6 * 2.0 / 0.3**2)
+        known.train_pairs[0].condition[0], qpi_tie_prior(contrast, known.defocus_D)
     )
     partly = PairedImages("qpi", [stack], [phase], val_fraction=0.0, input_pixel_size_um=[0.1],
                           target_pixel_size_um=[0.1])  # fmt: skip
-    np.testing.assert_array_equal(  # the pixel size alone does not fix D: QPI-A's D
-        partly.train_pairs[0].condition[0], qpi_tie_prior(contrast, 0.521 / 0.21**2)
+    # a known pixel size with the recipe's λ 0.521 µm and dz 1 µm, as the model file will say
+    assert partly.defocus_D == pytest.approx(0.521 * 1.0 / 0.1**2)
+    np.testing.assert_array_equal(
+        partly.train_pairs[0].condition[0], qpi_tie_prior(contrast, partly.defocus_D)
     )

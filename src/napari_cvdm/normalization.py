@@ -293,10 +293,11 @@ def sr_rule(offset_adu: float = 100.0, p_low: float = 1.0, p_high: float = 99.8)
     }
 
 
-def qpi_rule(phi_norm: float = DEFAULT_PHI_NORM) -> dict[str, Any]:
+def qpi_rule(phi_norm: float = DEFAULT_PHI_NORM, defocus_D: float | None = None) -> dict[str, Any]:
     """The QPI normalisation rule (JSON-ready): TIE prior + contrast input, fixed-scale phase
-    target, residual on the prior."""
-    return {
+    target, residual on the prior. ``defocus_D``: the D the prior was computed with in training
+    (inference uses it for stacks whose optics are not given)."""
+    rule = {
         "task": "qpi",
         "input": {"kind": "contrast", "background": "median", "clip": False},
         "prior": {
@@ -307,6 +308,9 @@ def qpi_rule(phi_norm: float = DEFAULT_PHI_NORM) -> dict[str, Any]:
         "target": {"kind": "phase", "phi_norm": float(phi_norm)},
         "residual": True,
     }
+    if defocus_D is not None:
+        rule["prior"]["defocus_D"] = float(defocus_D)
+    return rule
 
 
 _RULE_KEYS = {
@@ -377,6 +381,10 @@ def validate_rule(rule: Any, task: str | None = None) -> dict[str, Any]:
         floor = _number(prior.get("floor_percentile"), "normalization.prior.floor_percentile")
         if not 0 <= floor < 100:
             raise ValueError("normalization.prior.floor_percentile must be in [0, 100)")
+        if "defocus_D" in prior and _number(prior["defocus_D"], "prior.defocus_D") <= 0:
+            raise ValueError("normalization.prior.defocus_D must be positive")
+        if unknown := set(prior) - {"kind", "alpha", "floor_percentile", "defocus_D"}:
+            raise ValueError(f"normalization.prior has unknown keys {sorted(unknown)}")
     target = rule["target"]
     kind, extra = _TARGET[rtask]
     also = _TARGET_ALSO[rtask]

@@ -96,6 +96,8 @@ def _training_events(config: Any, stop: threading.Event, data: Any) -> Any:
     if isinstance(data, _FolderData):
         data = data.load()
         _check_patch(data, config.patch)
+        if stop.is_set():  # Stop pressed while the folder was read: no run, no model
+            return
     yield from train(config, stop, data=data)
 
 

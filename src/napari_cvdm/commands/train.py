@@ -70,9 +70,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--lr-schedule",
         choices=("constant", "cosine"),
-        default="constant",
-        help="after the warm-up: constant peak rate, or cosine decay to 0.1x peak at --steps "
-        "(default constant)",
+        default="cosine",
+        help="after the warm-up: cosine decay to 0.1x the peak rate at --steps, or the constant "
+        "peak rate (default cosine, as in the Train widget)",
     )
     parser.add_argument(
         "--preset",

@@ -42,7 +42,9 @@ def _simulate(
 
     sample = simulate_qpi_stack(rng, **overrides)
     md = sample.metadata
-    D = defocus_number(md["wavelength_um"], md["dz_um"], md["pixel_size_um"])
+    # the condition uses the outermost planes (±max|z|), which are ±dz only for 2-plane stacks
+    dz = max(abs(float(z)) for z in md.get("z_offsets_um", [md["dz_um"]]))
+    D = defocus_number(md["wavelength_um"], dz, md["pixel_size_um"])
     return prepare_qpi_pair(sample.stack, sample.phase, "synthetic", defocus_D=D), md
 
 
@@ -137,6 +139,14 @@ class SyntheticPairs:
             if not self.physics:
                 self.physics = _physics_from(self.task, dict(metas[0]))
         return self._validation[key]
+
+    @property
+    def defocus_D(self) -> float:
+        """D = λ·dz/Δx² of the recipe's nominal QPI optics (what the model file records)."""
+        from ..normalization import defocus_number
+
+        p = self.nominal_physics()
+        return defocus_number(p["wavelength_um"], p["dz_um"], p["pixel_size_um"])
 
     def nominal_physics(self) -> dict[str, float]:
         """The recipe's physical parameters, simulating one validation frame if needed."""

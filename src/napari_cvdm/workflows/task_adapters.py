@@ -264,9 +264,14 @@ class QPIAdapter:
         self.phi_norm = float(self.rule["target"].get("phi_norm", DEFAULT_PHI_NORM))
         self.residual = bool(metadata["architecture"].get("residual", False))
         physics = metadata["physics"]
-        self.model_defocus_D = defocus_number(
-            physics["wavelength_um"], physics["dz_um"], physics["pixel_size_um"]
-        )
+        trained_D = (self.rule.get("prior") or {}).get("defocus_D")
+        self.model_defocus_D = (
+            float(trained_D)
+            if trained_D
+            else defocus_number(
+                physics["wavelength_um"], physics["dz_um"], physics["pixel_size_um"]
+            )
+        )  # the D of the prior in training: used when the stack's optics are not given
         self.lead = self.image.shape[:-3]
         self.output_shape = (*self.lead, *self.image.shape[-2:])
         self.optics = {

@@ -305,6 +305,13 @@ def train(
         )
     if resume is not None:
         check_resume_settings(config, resume.info.get("config", {}), config.resume)
+        channels = resume.info.get("architecture", {}).get("condition_channels")
+        if channels != TASK_CHANNELS[config.task][0]:
+            raise InputError(
+                f"checkpoint {config.resume} takes {channels} condition channels, but "
+                f"{config.task} training data now has {TASK_CHANNELS[config.task][0]} (an older "
+                "format); start a new run without --resume"
+            )
     source = (
         data
         if data is not None
@@ -391,7 +398,8 @@ def train(
     validation = source.validation_batch(config.patch, config.val_count) if rank == 0 else None
     prefetch = Prefetcher(source, config, rank, world, start_step + 1)
     residual = bool(getattr(model.config, "residual", False))
-    autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()  # Volta and older: fp32
+    # bf16 autocast on Ampere and newer (capability 8+); older GPUs only emulate bf16: fp32
+    autocast = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
     cancelled = False
     try:
         for step in range(start_step + 1, config.steps + 1):

@@ -263,8 +263,8 @@ def build_metadata(
     physics.update(config.physics)
     if config.task == "sr":
         normalization = sr_rule(offset_adu=float(physics.get("camera_offset_adu", 100.0)))
-    else:
-        normalization = qpi_rule()
+    else:  # the TIE prior's D as used in training, for stacks of unknown optics
+        normalization = qpi_rule(defocus_D=getattr(source, "defocus_D", None))
     data = source.description
     name = config.name or os.path.splitext(os.path.basename(os.fspath(config.output)))[0]
     description = config.description or (

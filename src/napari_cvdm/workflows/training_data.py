@@ -310,7 +310,7 @@ class PairedImages:
 
     def _prepare(self, x: np.ndarray, y: np.ndarray, name: str) -> list[PreparedPair]:
         if self.task == "qpi":
-            return [prepare_qpi_pair(x, y, name, self.qpi_planes, self._defocus_number())]
+            return [prepare_qpi_pair(x, y, name, self.qpi_planes, self.defocus_D)]
         if x.ndim == 3 and y.ndim == 2:
             if x.shape[0] != RAW_SIM_FRAMES:
                 raise InputError(
@@ -326,15 +326,14 @@ class PairedImages:
             return [prepare_sr_pair(a, b, f"{name}[{t}]") for t, (a, b) in enumerate(zip(x, y))]
         return [prepare_sr_pair(x, y, name)]
 
-    def _defocus_number(self) -> float:
-        """The data's D = λ·dz/Δx² for the TIE prior when its wavelength, dz and pixel size are
-        all known (``physics``, pixel sizes from the files); else the QPI-A recipe's D, which
-        is also what inference assumes for a stack of unknown optics."""
+    @property
+    def defocus_D(self) -> float:
+        """D = λ·dz/Δx² of the TIE prior: the same merge of known values (``physics``, pixel
+        sizes from the files) over the QPI-A recipe's that the model file records, so a model
+        used on a stack of unknown optics computes the prior it was trained with."""
         known = [p for p in (self.input_pixel_size_um or []) if p]
         physics = {**({"pixel_size_um": float(known[0])} if known else {}), **self.physics}
-        if {"wavelength_um", "dz_um", "pixel_size_um"} <= set(physics):
-            return _default_defocus_number(physics)
-        return _default_defocus_number()
+        return _default_defocus_number(physics)
 
     def train_batch(self, rng: np.random.Generator, batch: int, patch: int) -> PairBatch:
         """``batch`` random augmented patches of side ``patch`` (target grid)."""
