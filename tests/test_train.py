@@ -331,3 +331,22 @@ def test_cosine_learning_rate_warms_up_then_decays_to_the_floor(tmp_path):
     assert learning_rate_at(1100, constant) == pytest.approx(1e-3)
     with pytest.raises(InputError, match="lr_schedule"):
         TrainConfig(task="sr", output=tmp_path / "m.safetensors", lr_schedule="step").validate()
+
+
+def test_a_rare_non_finite_gradient_skips_the_update_and_a_run_of_them_stops(tmp_path, monkeypatch):
+    real = torch.nn.utils.clip_grad_norm_
+    calls = []
+
+    def flaky(parameters, max_norm):
+        calls.append(1)
+        norm = real(parameters, max_norm)
+        return torch.tensor(float("nan")) if len(calls) == 2 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", flaky)
+    events = list(train(_config(tmp_path, "a", steps=4), data=_sr_data()))
+    assert isinstance(events[-1], Finished) and events[-1].info["steps"] == 4
+    reports = [e for e in events if isinstance(e, LossReport)]
+    assert np.isnan(reports[1].losses["grad_norm"]) and np.isfinite(reports[2].losses["grad_norm"])
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, m: torch.tensor(float("nan")))
+    with pytest.raises(FloatingPointError, match="diverged at step 6"):
+        list(train(_config(tmp_path, "b", steps=10), data=_sr_data()))

@@ -319,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
         # a second Ctrl-C while we were not inside the trainer: let it save and finish
         finished = events.throw(KeyboardInterrupt())
         events.close()
+    except FloatingPointError as exc:  # diverged: one line, the logs so far, the checkpoint kept
+        print(f"napari-cvdm train: error: {exc}", file=sys.stderr)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -243,8 +243,9 @@ class CVDM(nn.Module):
         rho, drho, d2rho = self.rho_net.derivatives(t)
         rho_b, drho_b, d2rho_b = (sch.time_view(v) for v in (rho, drho, d2rho))
 
-        gamma_t = sch.gamma(lam, rho_b)
-        y_t = gamma_t.sqrt() * y0 + sch.one_minus_gamma(lam, rho_b).sqrt() * noise
+        # sqrt(γ) as exp(−λρ/2): sqrt of an underflowed γ = 0 would give an infinite gradient
+        signal_scale = torch.exp(-0.5 * lam * rho_b)
+        y_t = signal_scale * y0 + sch.one_minus_gamma(lam, rho_b).sqrt() * noise
         eps_hat = self.denoise(y_t, x, sch.log_snr(lam, rho_b))
         diff = (noise - eps_hat.float()).square().mean()
 

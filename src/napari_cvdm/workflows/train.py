@@ -49,6 +49,8 @@ DEFAULT_FINETUNE_LR = 3e-5
 #: sampler clamp of |ŷ_0 + x_up| for SR models (targets in the input's units, see
 #: normalization.normalize_target_to_condition); only a guard against diverging pixels
 SR_DENOISED_BOUND = 6.0
+#: consecutive steps with a non-finite gradient that are skipped before the run counts as diverged
+MAX_SKIPPED_STEPS = 5
 #: ``constant``: the peak rate after warm-up; ``cosine``: half-cosine decay from the peak after
 #: warm-up to ``lr_min_fraction`` × peak at the last step (better final weights for a fixed budget).
 LR_SCHEDULES = ("constant", "cosine")
@@ -418,17 +420,23 @@ def train(
                 losses = loss_module(x, y0)
             losses["total"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            _ema_update(ema, model, min(config.ema_decay, (1.0 + step) / (10.0 + step)))
-            state["step"] = step
             report = {k: float(v.detach()) for k, v in losses.items()}
             report["grad_norm"] = float(grad_norm)
             if not all(math.isfinite(v) for v in report.values()):
-                raise FloatingPointError(
-                    f"training diverged at step {step} (losses {report}); lower the learning "
-                    "rate or resume from the last checkpoint"
-                )
+                # a rare non-finite gradient skips this update (weights and EMA unchanged);
+                # only a run of them, or a non-finite loss, means the run has diverged
+                state["bad_steps"] = state.get("bad_steps", 0) + 1
+                if state["bad_steps"] > MAX_SKIPPED_STEPS or not math.isfinite(report["total"]):
+                    raise FloatingPointError(
+                        f"training diverged at step {step} (losses {report}); lower the "
+                        "learning rate or resume from the last checkpoint"
+                    )
+            else:
+                state["bad_steps"] = 0
+                optimizer.step()
+                _ema_update(ema, model, min(config.ema_decay, (1.0 + step) / (10.0 + step)))
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] = step
             yield LossReport(step=step, total=config.steps, losses=report, lr=lr)
             yield Progress(step=step, total=config.steps, stage="train")
             if rank == 0 and (step % config.val_every == 0 or step == config.steps):
