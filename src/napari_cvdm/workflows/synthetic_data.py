@@ -42,10 +42,13 @@ def _simulate(
 
     sample = simulate_qpi_stack(rng, **overrides)
     md = sample.metadata
-    # the condition uses the outermost planes (±max|z|), which are ±dz only for 2-plane stacks
-    dz = max(abs(float(z)) for z in md.get("z_offsets_um", [md["dz_um"]]))
-    D = defocus_number(md["wavelength_um"], dz, md["pixel_size_um"])
+    D = defocus_number(md["wavelength_um"], _outer_dz(md), md["pixel_size_um"])
     return prepare_qpi_pair(sample.stack, sample.phase, "synthetic", defocus_D=D), md
+
+
+def _outer_dz(metadata: dict[str, Any]) -> float:
+    """±dz of the planes a QPI condition uses (the outermost: ±max|z|, = dz for 2 planes), µm."""
+    return max(abs(float(z)) for z in metadata.get("z_offsets_um", [metadata["dz_um"]]))
 
 
 def _physics_from(task: str, metadata: dict[str, Any]) -> dict[str, float]:
@@ -73,6 +76,7 @@ def _physics_from(task: str, metadata: dict[str, Any]) -> dict[str, float]:
         for key in ("pixel_size_um", "wavelength_um", "dz_um", "na"):
             if (value := number(metadata.get(key))) is not None:
                 out[key] = value
+        out["dz_um"] = _outer_dz(metadata)  # the defocus of the two planes the model uses
     return out
 
 

@@ -279,20 +279,16 @@ class QPIAdapter:
             "dz_um": dz_um,
             "pixel_size_um": pixel_size_um,
         }
-        self.defocus_D = self._check_defocus(metadata["physics"])
+        self.defocus_D = self._check_defocus()
         for index in range(self.frames):  # validate every frame before any work
             self._contrast(index)
 
-    def _check_defocus(self, physics: dict[str, Any]) -> float | None:
+    def _check_defocus(self) -> float | None:
         lam, dz, dx = (self.optics[k] for k in ("wavelength_um", "dz_um", "pixel_size_um"))
         if None in (lam, dz, dx):
             return None
-        d_user = float(lam) * float(dz) / float(dx) ** 2
-        d_train = (
-            float(physics["wavelength_um"])
-            * float(physics["dz_um"])
-            / float(physics["pixel_size_um"]) ** 2
-        )
+        d_user = defocus_number(lam, dz, dx)
+        d_train = self.model_defocus_D
         if not 0.5 <= d_user / d_train <= 2.0:
             warnings.warn(
                 f"the defocus number D = λ·dz/Δx² = {d_user:.1f} of this stack is far from the "

@@ -196,6 +196,16 @@ def check_resume_settings(config: TrainConfig, saved: dict[str, Any], where: Any
         )
 
 
+def _check_condition_channels(task: str, channels: Any, what: str, fix: str) -> None:
+    """Refuse a model or checkpoint whose condition channels differ from the task's data."""
+    want = TASK_CHANNELS[task][0]
+    if channels != want:
+        raise InputError(
+            f"{what} takes {channels} condition channels, but {task} training data now has "
+            f"{want} (an older model format); {fix}"
+        )
+
+
 def checkpoint_path_for(output: str | os.PathLike) -> Path:
     """Default checkpoint next to the model file: ``MODEL.safetensors`` → ``MODEL.ckpt``."""
     return Path(output).with_suffix(".ckpt")
@@ -242,13 +252,12 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
                 f"{config.task!r}; choose a {config.task} model to fine-tune"
             )
         model = loaded.model.float().train()
-        want = TASK_CHANNELS[config.task][0]
-        if model.config.condition_channels != want:
-            raise InputError(
-                f"base model {config.base_model!r} takes {model.config.condition_channels} "
-                f"condition channels, but {config.task} training data now has {want} (an older "
-                f"model format); fine-tune a current {config.task} model or train from scratch"
-            )
+        _check_condition_channels(
+            config.task,
+            model.config.condition_channels,
+            f"base model {config.base_model!r}",
+            f"fine-tune a current {config.task} model or train from scratch",
+        )
         origin = {
             "base_model": loaded.name,
             "base_model_sha256": loaded.sha256,
@@ -307,13 +316,12 @@ def train(
         )
     if resume is not None:
         check_resume_settings(config, resume.info.get("config", {}), config.resume)
-        channels = resume.info.get("architecture", {}).get("condition_channels")
-        if channels != TASK_CHANNELS[config.task][0]:
-            raise InputError(
-                f"checkpoint {config.resume} takes {channels} condition channels, but "
-                f"{config.task} training data now has {TASK_CHANNELS[config.task][0]} (an older "
-                "format); start a new run without --resume"
-            )
+        _check_condition_channels(
+            config.task,
+            resume.info.get("architecture", {}).get("condition_channels"),
+            f"checkpoint {config.resume}",
+            "start a new run without --resume",
+        )
     source = (
         data
         if data is not None
