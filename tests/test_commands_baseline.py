@@ -86,7 +86,7 @@ def test_bad_inputs_exit_2_one_line_no_partial_outputs(capsys, tmp_path, simulat
         (["wiener", good, str(stack)], "one widefield frame"),
         (["tie", good], "through-focus stack"),
         (["tie", str(stack)], "--wavelength --dz"),
-        (["wiener", good, "--k", "-1"], "must be > 0"),
+        (["wiener", good, "--k", "-1"], "--k must be"),
         (["rl", good, good], "would both be written"),
     ]
     for argv, message in cases:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -312,9 +311,9 @@ def _default_axes(ndim: int) -> str:
 def _atomic_target(path: Path):
     if not path.parent.is_dir():
         raise InputError(f"The folder {path.parent} does not exist; create it first.")
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    return Path(temp)
+    from .fsutil import temp_path
+
+    return temp_path(path, ".tmp")  # marked with our pid (swept if killed), umask respected
 
 
 def write_tiff(

@@ -56,7 +56,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--dz", type=float, metavar="UM", help="qpi: plane spacing dz (µm)")
     parser.add_argument("--alpha", type=float, help="qpi: Tikhonov weight α (pixel units)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--raw-sim",
+        action="store_true",
+        help="sr: the 9-plane input is raw SIM, average it (automatic for BioSR .mrc files only)",
+    )
     return parser
+
+
+#: parsed option -> napari_cvdm.limits name
+OPTION_LIMITS = {
+    "pixel_size": "pixel_size_um",
+    "na": "na",
+    "wavelength": "wavelength_um",
+    "offset": "offset_adu",
+    "gain": "gain_adu_per_e",
+    "k": "wiener_k",
+    "iterations": "iterations",
+    "dz": "dz_um",
+    "alpha": "alpha",
+}
 
 
 def _simulation_meta(extra: dict[str, Any]) -> dict[str, Any]:
@@ -72,8 +91,11 @@ def _first(*values: Any) -> Any:
 def _sr_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) -> dict[str, Any]:
     from ..io import widefield_from_raw_sim
 
-    if array.ndim == 3 and array.shape[0] == 9 and meta.extra.get("raw_sim_frames", True):
+    raw_sim = bool(meta.extra.get("raw_sim_frames", False)) or args.raw_sim
+    if array.ndim == 3 and array.shape[0] == 9 and raw_sim:
         array = widefield_from_raw_sim(array)
+    elif args.raw_sim:
+        raise InputError(f"{path}: --raw-sim needs 9 frames (9, Y, X); got shape {array.shape}.")
     while array.ndim > 2 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2:
@@ -167,8 +189,12 @@ def _compute(job: dict[str, Any], args: argparse.Namespace) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     from .. import __version__
+    from ..fsutil import refuse_existing
     from ..io import image_stem, write_tiff
+    from ..limits import check_args
+    from ..outputset import sweep
 
+    check_args(args, OPTION_LIMITS, {"k": "--k"})
     jobs = [prepare_job(path, args) for path in args.inputs]  # check everything first
     outputs: dict[Path, Path] = {}
     for job in jobs:
@@ -176,12 +202,12 @@ def run(args: argparse.Namespace) -> int:
         out = args.output_dir / f"{stem}_{args.method}.tif"
         if out in outputs:
             raise InputError(f"{job['input']} and {outputs[out]} would both be written to {out}.")
-        if out.exists() and not args.overwrite:
-            raise InputError(f"{out} exists; pass --overwrite or choose another --output-dir.")
         outputs[out] = job["input"]
+    refuse_existing(list(outputs), args.inputs, args.overwrite)
     if args.output_dir.exists() and not args.output_dir.is_dir():
         raise InputError(f"{args.output_dir} is not a folder; choose another --output-dir.")
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    sweep(args.output_dir)
     for job, out in zip(jobs, outputs):
         result = _compute(job, args)
         provenance = {

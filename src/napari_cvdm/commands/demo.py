@@ -9,9 +9,9 @@ are bundled it uses an untrained ``tiny`` model and says so loudly on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--size", type=int, default=128, help="widefield size in pixels (default 128)"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo's files")
     return parser
 
 
@@ -71,8 +72,9 @@ def _model_for(task: str, stream: Any) -> Any:
 
 
 def _write_png(fig: Any, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    from ..fsutil import temp_path
+
+    tmp = temp_path(path, ".png")
     try:
         fig.savefig(tmp, dpi=110)
         os.replace(tmp, path)
@@ -173,7 +175,9 @@ def _run_task(
         write_tiff(folder / f"{task}_input.tif", image, in_px, {"demo": task, **sample.metadata})
     ]
     written.append(write_tiff(folder / f"{task}_ground_truth.tif", truth, out_px, {"demo": task}))
-    written += write_outputs(folder, task, result, out_px, extra)
+    written += write_outputs(
+        folder, task, result, out_px, extra, overwrite=getattr(args, "overwrite", False)
+    )
     title = (
         f"{task.upper()} demo, model {loaded.name}: "
         f"{params.n_samples} samples × {params.steps} steps"
@@ -193,12 +197,33 @@ def _run_task(
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fsutil import refuse_existing
+    from ..limits import check_args
     from ..workflows.predict import ReconstructionParams
-    from .predict import check_output_dir
 
+    check_args(args, {"samples": "samples", "steps": "steps", "seed": "seed", "size": "size"})
     params = ReconstructionParams(
         n_samples=args.samples, steps=args.steps, seed=args.seed, device=args.device
     ).validate()
+    names = [
+        f"{task}_{kind}.{'png' if kind == 'figure' else 'tif'}"
+        for task in ("sr", "qpi")
+        for kind in ("input", "ground_truth", "mean", "std", "schedule", "figure")
+    ]
+    refuse_existing([args.output_dir / n for n in names], (), getattr(args, "overwrite", False))
+    created = not args.output_dir.exists()
+    try:
+        return _run_all(args, params, created)
+    except BaseException:
+        if created:  # leave no empty folder behind
+            with contextlib.suppress(OSError):
+                args.output_dir.rmdir()
+        raise
+
+
+def _run_all(args: argparse.Namespace, params: Any, created: bool) -> int:
+    from .predict import check_output_dir
+
     folder = check_output_dir(args.output_dir)
     written: list[Path] = []
     untrained = False

@@ -103,7 +103,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--dz", type=float, default=None, metavar="UM", help="QPI: defocus distance in µm"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs (outputs that are inputs are always refused)",
+    )
     return parser
+
+
+#: parsed option -> napari_cvdm.limits name (checked before anything is read or written)
+OPTION_LIMITS = {
+    "samples": "samples",
+    "steps": "steps",
+    "seed": "seed",
+    "eta": "eta",
+    "tile": "tile",
+    "pixel_size": "pixel_size_um",
+    "na": "na",
+    "wavelength": "wavelength_um",
+    "offset": "offset_adu",
+    "dz": "dz_um",
+}
 
 
 def check_output_dir(folder: Path) -> Path:
@@ -175,22 +195,30 @@ def write_outputs(
     result: Any,
     pixel_size: float | None,
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    inputs: tuple[str, ...] = (),
 ) -> list[Path]:
-    """Write ``<stem>_{mean,std,schedule}.tif``; all three or none (written ones are removed)."""
-    from ..io import write_tiff
+    """Write ``<stem>_{mean,std,schedule}.tif`` as one set (:class:`~napari_cvdm.outputset.
+    OutputSet`): all three appear together or none. Existing outputs are refused unless
+    ``overwrite``; outputs that are ``inputs`` always; non-finite results are refused."""
+    import numpy as np
 
-    written: list[Path] = []
-    try:
-        for suffix, attr in OUTPUTS.items():
-            meta = {**result.metadata, **(extra or {}), "output": suffix}
-            written.append(
-                write_tiff(folder / f"{stem}_{suffix}.tif", getattr(result, attr), pixel_size, meta)
+    from ..io import write_tiff
+    from ..outputset import OutputSet
+
+    for attr in OUTPUTS.values():
+        if not np.isfinite(getattr(result, attr)).all():
+            raise UserError(
+                f"the reconstruction of {stem} contains NaN or Inf values ({attr}); nothing was "
+                "written — the model file may be damaged (try another model) or the input "
+                "holds extreme values"
             )
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    return written
+    names = [f"{stem}_{suffix}.tif" for suffix in OUTPUTS]
+    with OutputSet(folder, names, overwrite=overwrite, inputs=inputs, label=stem) as out:
+        for name, (suffix, attr) in zip(names, OUTPUTS.items()):
+            meta = {**result.metadata, **(extra or {}), "output": suffix}
+            write_tiff(out.path(name), getattr(result, attr), pixel_size, meta)
+        return out.commit()
 
 
 def reconstruct_file(events: Iterator[Any], label: str, stream: Any = None) -> Any:
@@ -219,11 +247,15 @@ def reconstruct_file(events: Iterator[Any], label: str, stream: Any = None) -> A
 def run(args: argparse.Namespace) -> int:
     from ..engine.modelfile import load_model
     from ..engine.registry import resolve_model
+    from ..fsutil import refuse_existing
     from ..io import image_stem
+    from ..limits import check_args
+    from ..outputset import sweep
     from ..workflows.predict import ReconstructionParams, reconstruct
     from ..workflows.task_adapters import make_adapter
 
     prefix = "napari-cvdm predict"
+    check_args(args, OPTION_LIMITS)
     params = ReconstructionParams(
         n_samples=args.samples,
         steps=args.steps,
@@ -253,7 +285,11 @@ def run(args: argparse.Namespace) -> int:
         with print_warnings(sys.stderr, prefix):
             make_adapter(task, array, loaded.metadata, **_task_options(args, task, pixel_size))
         del array
-    folder = check_output_dir(args.output_dir)
+    folder = Path(args.output_dir)
+    outputs = [folder / f"{stem}_{suffix}.tif" for stem in stems for suffix in OUTPUTS]
+    refuse_existing(outputs, args.inputs, getattr(args, "overwrite", False))
+    folder = check_output_dir(folder)
+    sweep(folder)  # what killed runs left here
 
     # 2. reconstruct and write, one input at a time
     for stem, path in stems.items():
@@ -271,6 +307,14 @@ def run(args: argparse.Namespace) -> int:
             else (pixel_size / (2.0 * factor) if task == "sr" else pixel_size)
         )
         extra = {"source_metadata": {"pixel_size_um": meta.pixel_size_um, "axes": meta.axes}}
-        written = write_outputs(folder, stem, result, out_pixel, extra)
+        written = write_outputs(
+            folder,
+            stem,
+            result,
+            out_pixel,
+            extra,
+            overwrite=getattr(args, "overwrite", False),
+            inputs=tuple(args.inputs),
+        )
         print("\n".join(str(p) for p in written))
     return 0

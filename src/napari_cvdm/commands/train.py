@@ -132,7 +132,56 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--description", default="", help="free-text description stored in the model"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing model, checkpoint and logs (without --resume they are refused)",
+    )
     return parser
+
+
+#: parsed option -> napari_cvdm.limits name
+OPTION_LIMITS = {
+    "steps": "train_steps",
+    "batch": "batch",
+    "patch": "patch",
+    "lr": "lr",
+    "val_every": "val_every",
+    "val_count": "val_count",
+    "val_steps": "val_steps",
+    "ckpt_every": "ckpt_every",
+    "seed": "seed",
+    "patches_per_frame": "patches_per_frame",
+    "threads": "threads",
+    "physics_pixel_size_um": "pixel_size_um",
+    "physics_na": "na",
+    "physics_wavelength_um": "wavelength_um",
+    "physics_dz_um": "dz_um",
+}
+
+
+def check_outputs(config: Any, overwrite: bool) -> None:
+    """Before step 1: refuse to replace an existing model/checkpoint/log (unless resuming or
+    ``overwrite``), refuse to write over the base model or the data, and prove every output
+    folder is writable with room for a checkpoint."""
+    from pathlib import Path
+
+    from ..fsutil import check_writable_folder, refuse_existing
+    from ..workflows.train import checkpoint_path_for
+    from ..workflows.train_log import log_paths
+
+    output = Path(config.output)
+    checkpoint = Path(config.checkpoint or checkpoint_path_for(output))
+    csv_path, png_path = log_paths(output)
+    protected = [p for p in (config.base_model, config.resume) if p and Path(p).is_file()]
+    if config.resume:  # continuing a run: its own files may (and usually do) exist
+        others = [p for p in protected if p != config.resume]
+        refuse_existing([output, csv_path, png_path], others, overwrite=True)
+    else:
+        refuse_existing([output, checkpoint, csv_path, png_path], protected, overwrite)
+    need = 4 * Path(config.base_model).stat().st_size if protected and config.base_model else 0
+    for path in {output.parent, checkpoint.parent, Path(csv_path).parent}:
+        check_writable_folder(path, "the training output folder", need_bytes=need)
 
 
 def _format_time(seconds: float) -> str:
@@ -269,15 +318,19 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from ..limits import check_args
     from ..workflows.events import Finished, LossReport, Validation
     from ..workflows.train import train
     from ..workflows.train_log import TrainHistory, log_paths, write_png
 
+    check_args(args, OPTION_LIMITS)
     if args.threads:
         import torch
 
         torch.set_num_threads(int(args.threads))
     config = _config_from_args(args)
+    if int(os.environ.get("RANK", "0")) == 0:
+        check_outputs(config, getattr(args, "overwrite", False))
     rank = int(os.environ.get("RANK", "0"))
     csv_path, png_path = log_paths(config.output)
     history = TrainHistory(config.task)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,8 +264,9 @@ def save_model(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    from ..fsutil import temp_path
+
+    tmp = temp_path(path)  # marked with our pid (swept if killed), umask respected
     try:
         save_file(tensors, tmp, metadata={HEADER_KEY: header})
         os.replace(tmp, path)
@@ -297,6 +297,26 @@ def _check_tensors(expected: dict[str, tuple], stored: dict[str, tuple], name: s
         )
 
 
+def _check_stored_values(tensors: dict[str, Any], meta: dict[str, Any], name: str) -> None:
+    """Floating-point tensors must have the header's dtype and only finite values."""
+    import torch
+
+    want = (meta.get("weights") or {}).get("dtype")
+    for key, t in tensors.items():
+        if not t.is_floating_point():
+            continue
+        if want is not None and str(t.dtype).removeprefix("torch.") != want:
+            raise ModelFileError(
+                f"tensor {key} of {name} is stored as {t.dtype}, but the header says {want}; "
+                f"{_FIX}"
+            )
+        if not bool(torch.isfinite(t).all()):
+            raise ModelFileError(
+                f"the weights of {name} contain NaN or Inf values (tensor {key}); the model is "
+                "broken — use another model file or retrain"
+            )
+
+
 def load_model(path: str | os.PathLike, device: Any = "cpu") -> LoadedModel:
     """Load and validate a model file; returns a :class:`LoadedModel` on ``device``.
 
@@ -314,21 +334,30 @@ def load_model(path: str | os.PathLike, device: Any = "cpu") -> LoadedModel:
         config = CVDMConfig.from_dict(meta["architecture"])
     except (TypeError, ValueError, KeyError) as exc:
         raise ModelFileError(f"invalid architecture in {path.name}: {exc}; {_FIX}") from None
-    model = CVDM(config)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    import torch
+
     try:
-        tensors = load_file(str(path), device="cpu")
+        tensors = load_file(str(path), device="cpu")  # bounded by the file's size
     except Exception as exc:  # safetensors errors for truncated/corrupt data
         raise ModelFileError(
             f"cannot read the weights of {path.name} ({exc}); the file may be truncated — "
             "download or save it again"
         ) from None
+    try:  # shapes of the declared network without allocating it (a header can declare anything)
+        with torch.device("meta"):
+            declared = CVDM(config)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"invalid architecture in {path.name}: {exc}; {_FIX}") from None
+    expected = {k: tuple(v.shape) for k, v in declared.state_dict().items()}
+    del declared
     _check_tensors(expected, {k: tuple(v.shape) for k, v in tensors.items()}, path.name)
+    _check_stored_values(tensors, meta, path.name)
     if "weights" in meta and _tensor_digest(tensors) != meta["weights"]["sha256"]:
         raise ModelFileError(
             f"the weights of {path.name} do not match the digest in its header (the file was "
             f"altered or damaged); {_FIX}"
         )
+    model = CVDM(config)
     reference = model.state_dict()
     for key, t in tensors.items():
         if t.is_floating_point():
