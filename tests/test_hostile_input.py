@@ -424,3 +424,44 @@ def test_tmpfs_full_disk(tmp_path, model_path, capsys):
         assert [p.name for p in mnt.iterdir()] == []
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _edit_header(path, out, change):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="numpy") as fh:
+        meta = json.loads(fh.metadata()["napari_cvdm"])
+    change(meta)
+    save_file(load_file(str(path)), str(out), metadata={"napari_cvdm": json.dumps(meta)})
+    return out
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m["physics"].update(na=1.2),
+        lambda m: m.update(name="renamed"),
+        lambda m: m["normalization"]["input"].update(p_high=99.0),
+        lambda m: m["architecture"].update(extra={**m["architecture"].get("extra", {}), "x": 1}),
+        lambda m: m.update(calibration={"scale": 2.0}),
+        lambda m: m["weights"].update(digest_version=3),
+    ],
+)
+def test_header_edits_are_refused(tmp_path, model_path, change):
+    edited = _edit_header(model_path, tmp_path / "edited.safetensors", change)
+    with pytest.raises(ModelFileError):
+        load_model(edited)
+
+
+def test_old_files_without_digest_version_still_load_and_resave_with_it(tmp_path, model_path):
+    def old(m):
+        m["weights"].pop("digest_version")
+        m["weights"].pop("header_sha256")
+
+    legacy = _edit_header(model_path, tmp_path / "legacy.safetensors", old)
+    loaded = load_model(legacy)
+    again = save_model(tmp_path / "resaved.safetensors", loaded.model, loaded.metadata)
+    from napari_cvdm.engine.modelfile import read_metadata
+
+    assert read_metadata(again)["weights"]["digest_version"] == 2

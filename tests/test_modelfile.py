@@ -9,6 +9,7 @@ import torch
 from napari_cvdm.engine.cvdm import CVDM, CVDMConfig
 from napari_cvdm.engine.modelfile import (
     HEADER_KEY,
+    header_digest,
     load_model,
     read_metadata,
     save_model,
@@ -146,10 +147,24 @@ def test_architecture_that_does_not_fit_the_tensors_is_refused(tmp_path):
     def swap_architecture(text):
         meta = json.loads(text)
         meta["architecture"] = other.config.to_dict()
+        meta["weights"]["header_sha256"] = header_digest(meta)  # a consistent, re-digested edit
         return json.dumps(meta)
 
     _edit_header(path, swap_architecture)
     with pytest.raises(ModelFileError, match="do not match its architecture"):
+        load_model(path)
+
+
+def test_edited_architecture_without_new_digest_is_refused(tmp_path):
+    path = save_model(tmp_path / "m.safetensors", _model(), _meta())
+
+    def edit(text):
+        meta = json.loads(text)
+        meta["architecture"]["preset"] = "small"
+        return json.dumps(meta)
+
+    _edit_header(path, edit)
+    with pytest.raises(ModelFileError, match="does not match its digest"):
         load_model(path)
 
 

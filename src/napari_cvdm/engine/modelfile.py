@@ -34,8 +34,10 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "HEADER_KEY",
+    "DIGEST_VERSION",
     "LoadedModel",
     "file_sha256",
+    "header_digest",
     "load_model",
     "read_metadata",
     "save_model",
@@ -228,6 +230,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise ModelFileError(
             f"the header of {path.name} lacks the 'weights' digest; the file was altered — {_FIX}"
         )
+    _check_header_digest(meta, path.name)
     return meta
 
 
@@ -257,8 +260,13 @@ def save_model(
         format=FORMAT,
         format_version=FORMAT_VERSION,
         architecture=model.config.to_dict(),
-        weights={"dtype": name, "sha256": _tensor_digest(tensors)},
+        weights={
+            "dtype": name,
+            "sha256": _tensor_digest(tensors),
+            "digest_version": DIGEST_VERSION,
+        },
     )
+    meta["weights"]["header_sha256"] = header_digest(meta)
     validate_metadata(meta)
     header = json.dumps(meta, sort_keys=True, allow_nan=False)
 
