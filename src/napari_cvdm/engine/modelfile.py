@@ -9,7 +9,8 @@ metadata holds one JSON document under the key ``"napari_cvdm"``::
      "normalization": {...}          # napari_cvdm.normalization.sr_rule() / qpi_rule()
      "physics": {...}                # pixel sizes (µm), upscale, wavelength_um, na; QPI: dz_um
      "training": {...}               # data, steps, date, code version, ...
-     "weights": {"dtype": "float16" | "float32", "sha256": digest of the stored tensors}}
+     "weights": {"dtype": "float16" | "float32", "sha256": digest of the stored tensors,
+                 "digest_version": 2, "header_sha256": digest of the whole header}}
 
 Weights may be stored in float16; they are cast to float32 at load. Loading reads everything
 on the CPU, validates the header against the architecture, then moves the model to the device.
@@ -193,6 +194,32 @@ def _tensor_digest(tensors: dict[str, Any]) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+#: ``weights.digest_version`` 2: ``weights.header_sha256`` covers the whole header (files
+#: without the field, saved before it existed, have only the tensor digest checked)
+DIGEST_VERSION = 2
+
+
+def header_digest(meta: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of the header without ``weights.header_sha256`` itself:
+    architecture, physics, normalisation, calibration, name, ... and the tensor digest."""
+    weights = {k: v for k, v in meta.get("weights", {}).items() if k != "header_sha256"}
+    body = {**meta, "weights": weights}
+    text = json.dumps(body, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_header_digest(meta: dict[str, Any], name: str) -> None:
+    weights = meta["weights"]
+    version = weights.get("digest_version")
+    if version is None:
+        return  # older file: its tensors are checked against weights.sha256 at load
+    if version != DIGEST_VERSION or weights.get("header_sha256") != header_digest(meta):
+        raise ModelFileError(
+            f"the header of {name} does not match its digest (its architecture, physics, "
+            f"normalisation or another field was edited); {_FIX}"
+        )
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
