@@ -47,7 +47,7 @@ def _finish(events):
 def test_params_groups_and_validation():
     assert ReconstructionParams(n_samples=5, group_size=2).group_sizes() == [2, 2, 1]
     assert ReconstructionParams(n_samples=5, group_size=2).groups == 3
-    assert ReconstructionParams(n_samples=4).groups == 1
+    assert ReconstructionParams(n_samples=4).groups == 4  # automatic: at most one per sample
     for bad in (
         dict(n_samples=0),
         dict(steps=0),
@@ -90,8 +90,9 @@ def test_sr_2d_shapes_events_and_metadata(sr_model):
     events, result = _finish(reconstruct(image, sr_model, PARAMS, input_name="wf.tif"))
     progress = [e for e in events if isinstance(e, Progress)]
     partial = [e for e in events if isinstance(e, PartialResult)]
-    assert [p.step for p in progress] == list(range(1, 2 * 2 + 1))
-    assert all(p.total == 1 * 2 * 2 for p in progress)
+    # sample-steps: group of 2 advances by 2 per reverse step, the group of 1 by 1
+    assert [p.step for p in progress] == [2, 4, 5, 6]
+    assert all(p.total == 3 * 2 for p in progress)
     assert [p.samples_done for p in partial] == [2, 3]
     assert all(p.samples_total == 3 for p in partial)
     # order: the steps of group 1, its partial result, the steps of group 2, its partial result
@@ -134,7 +135,7 @@ def test_sr_stack_runs_frame_by_frame_and_is_reproducible(sr_model):
     assert result.gamma.shape == (5, 2, 32, 32)
     assert result.curves["beta_structure"].shape == (2, CURVE_POINTS)
     progress = [e for e in events if isinstance(e, Progress)]
-    assert len(progress) == progress[-1].total == 2 * 2 * 2
+    assert len(progress) == 2 * 2 * 2 and progress[-1].step == progress[-1].total == 2 * 3 * 2
     partial = [e for e in events if isinstance(e, PartialResult)]
     assert [(p.frame, p.samples_done) for p in partial] == [(0, 2), (0, 3), (1, 2), (1, 3)]
     assert partial[0].mean.shape == (2, 32, 32) and not partial[0].mean[1].any()
@@ -230,3 +231,31 @@ def test_close_midway_stops_the_job(sr_model):
     with pytest.raises(StopIteration):
         next(gen)
     assert next(sr_model.model.parameters()).device.type == "cpu"
+
+
+def test_lambda_network_runs_once_per_frame(sr_model):
+    """λ(x) is computed once per frame and shared by the sampler and the schedule outputs."""
+    net = sr_model.model.lambda_net
+    calls = []
+    handle = net.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    try:
+        _finish(reconstruct(_widefield((2, 16, 16)), sr_model, PARAMS))
+    finally:
+        handle.remove()
+    assert len(calls) == 2  # two frames, one call each (one tile covers a 32² frame)
+
+
+def test_first_partial_result_arrives_after_the_first_group(sr_model):
+    params = ReconstructionParams(n_samples=4, steps=3, seed=2, device="cpu")  # automatic groups
+    events, result = _finish(reconstruct(_widefield((16, 16)), sr_model, params))
+    kinds = [type(e).__name__ for e in events]
+    first = kinds.index("PartialResult")
+    assert kinds[:first] == ["Progress"] * 3  # one sample's 3 steps, then the first mean/std
+    assert events[first].samples_done == 1
+    partial = [e for e in events if isinstance(e, PartialResult)]
+    assert partial[-1].samples_done == 4 and result.metadata["samples_done"] == 4
+    assert [e.step for e in events if isinstance(e, Progress)][-1] == 4 * 3
+    # the same seed gives the same samples whatever the grouping
+    fixed = ReconstructionParams(n_samples=4, steps=3, seed=2, device="cpu", group_size=4)
+    _, same = _finish(reconstruct(_widefield((16, 16)), sr_model, fixed))
+    np.testing.assert_allclose(same.mean, result.mean, rtol=1e-4, atol=1e-5)  # batch rounding

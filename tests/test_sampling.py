@@ -8,11 +8,13 @@ from napari_cvdm.engine.sampling import (
     SampleGroup,
     ancestral_step,
     ddim_step,
+    lambda_map_tiled,
     plan_batches,
     sample,
     sample_all,
     time_grid,
 )
+from napari_cvdm.engine.tile_plan import tile_overhead
 from napari_cvdm.errors import InputError
 from napari_cvdm.workflows.events import Progress
 
@@ -119,8 +121,8 @@ def test_events_progress_count_equals_total_and_groups_stream(model):
     events = list(sample(model, torch.randn(1, 10, 10), n_samples=5, steps=4, group_size=2))
     progress = [e for e in events if isinstance(e, Progress)]
     groups = [e for e in events if isinstance(e, SampleGroup)]
-    assert len(progress) == progress[0].total == 3 * 4
-    assert [p.step for p in progress] == list(range(1, 13))
+    assert len(progress) == 3 * 4 and progress[0].total == 5 * 4  # sample-steps
+    assert [p.step for p in progress] == [2, 4, 6, 8, 10, 12, 14, 16, 17, 18, 19, 20]
     assert {p.stage for p in progress} == {"sampling"}
     assert [(g.done, g.total, g.samples.shape[0]) for g in groups] == [
         (2, 5, 2),
@@ -142,7 +144,7 @@ def test_generator_return_value_holds_all_samples(model):
 def test_close_midway_stops_and_leaks_no_state(model):
     gen = sample(model, torch.randn(1, 12, 12), n_samples=4, steps=10, group_size=2)
     seen = [next(gen) for _ in range(3)]
-    assert [e.step for e in seen] == [1, 2, 3]
+    assert [e.step for e in seen] == [2, 4, 6]  # sample-steps of a group of 2
     assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
     gen.close()
     with pytest.raises(StopIteration):
@@ -162,9 +164,10 @@ def test_tile_covering_image_reproduces_untiled_sampling(model):
 def test_plan_batches_respects_the_budget():
     bpp = 1000.0  # bytes per pixel and sample
     plan = plan_batches(256, 256, 8, bpp, memory_budget_mb=1000)
-    assert plan.tile is None and plan.group_size == 8 and plan.max_batch == 8
+    assert plan.tile is None and plan.group_size is None and plan.max_batch == 8
     plan = plan_batches(256, 256, 8, bpp, memory_budget_mb=200)  # 3 whole images fit
-    assert plan.tile is None and plan.group_size == 3 and plan.max_batch == 3
+    assert plan.tile is None and plan.group_size is None and plan.max_batch == 3
+    assert plan_batches(256, 256, 8, bpp, 1000, group_size=2).group_size == 2
     plan = plan_batches(4096, 4096, 8, bpp, memory_budget_mb=200)  # one image does not fit: tile
     assert plan.tile is not None and plan.overlap == plan.tile // 4
     assert plan.max_batch * bpp * plan.tile**2 <= 200 * 2**20
@@ -238,3 +241,58 @@ def test_the_default_clamp_is_the_bound_the_model_was_trained_for(model):
         del model.config.extra["denoised_bound"]
     assert torch.equal(wider, same)
     assert 1.5 < float((wider + offset).abs().max()) <= 3.0 + 1e-5
+
+
+def test_plan_batches_overlap_follows_the_receptive_field():
+    bpp = 1134.0
+    plan = plan_batches(2048, 2048, 4, bpp, 2048, halo=140, multiple=8)
+    assert plan.overlap == 140 and plan.tile % 8 == 0
+    assert tile_overhead(2048, 2048, plan.tile, plan.overlap) <= 1.3
+    assert plan_batches(2048, 2048, 4, bpp, 2048, tile=256, halo=140).overlap == 64
+    assert plan_batches(2048, 2048, 4, bpp, 2048, tile=1024, halo=140).overlap == 140
+
+
+def test_receptive_radius_bounds_the_influence():
+    from napari_cvdm.engine.unet import UNET_PRESETS, UNet
+
+    torch.manual_seed(0)
+    unet = UNet(3, 1, **UNET_PRESETS["tiny"]).eval()
+    radius = unet.receptive_radius()
+    size = 2 * radius + 24
+    centre = size // 2
+    x = torch.randn(1, 3, size, size, requires_grad=True)
+    unet(x)[0, 0, centre, centre].backward()
+    rows, cols = torch.nonzero(x.grad.abs().sum(1)[0] > 0, as_tuple=True)
+    reach = max((rows - centre).abs().max().item(), (cols - centre).abs().max().item())
+    assert 0.5 * radius < reach <= radius
+
+
+def test_tiled_lambda_map_equals_untiled(model):
+    x = torch.randn(1, model.config.condition_channels, 96, 96)
+    whole = lambda_map_tiled(model, x, tile=0)
+    with torch.inference_mode():
+        assert torch.equal(whole, model.lambda_map(x).float())
+    assert torch.equal(lambda_map_tiled(model, x, tile=128), whole)  # one tile covers it
+    radius = model.lambda_net.unet.receptive_radius()
+    tiled = lambda_map_tiled(model, x, tile=48, overlap=min(radius, 47))
+    assert (tiled - whole).abs().max().item() < 1e-4 * whole.abs().max().item() + 1e-5
+
+
+def test_precomputed_lambda_is_used_and_not_recomputed(model):
+    x = torch.randn(1, model.config.condition_channels, 12, 12)
+    lam = lambda_map_tiled(model, x)
+    calls = []
+    handle = model.lambda_net.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with_lam = sample_all(model, x, n_samples=2, steps=2, seed=3, lam=lam)
+    finally:
+        handle.remove()
+    assert calls == []
+    assert torch.equal(with_lam, sample_all(model, x, n_samples=2, steps=2, seed=3))
+
+
+def test_automatic_groups_start_with_one_sample(model):
+    events = list(sample(model, torch.randn(1, 10, 10), n_samples=3, steps=2))
+    groups = [e for e in events if isinstance(e, SampleGroup)]
+    assert groups[0].samples.shape[0] == 1 and groups[-1].done == 3
+    assert isinstance(events[2], SampleGroup)  # right after the first sample's 2 steps

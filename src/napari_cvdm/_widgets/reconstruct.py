@@ -35,7 +35,6 @@ from .reconstruct_job import (
     ReconstructionJob,
     default_threads,
     describe_model,
-    group_size_for,
     memory_warning,
     select_frames,
 )
@@ -464,7 +463,7 @@ class ReconstructWidget(Container):
             seed=self.seed.value,
             device=self.device.value,
             tile=self.tile_size.value or None,
-            group_size=group_size_for(self.samples.value),
+            group_size=None,  # sized from measured throughput: first mean/std after one sample
         )
         job = ReconstructionJob(
             image=image,

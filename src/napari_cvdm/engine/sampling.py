@@ -13,6 +13,7 @@ for residual models the caller adds ``x_up`` back, then undoes the normalisation
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Generator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from napari_cvdm.errors import InputError
 from napari_cvdm.workflows.events import Progress
 
 from . import schedule as sch
+from .group_sizer import REFRESH_S, GroupSizer
 from .tiling import tiled_apply
 
 SAMPLERS = ("ddim", "ancestral")
@@ -45,13 +47,14 @@ class BatchPlan:
     """How a sampling job is cut to fit a memory budget.
 
     ``tile``: tile edge in pixels, or None for whole-image evaluation; ``overlap``: tile overlap;
-    ``group_size``: samples advanced together; ``max_batch``: (tile, sample) pairs per denoiser
+    ``group_size``: samples advanced together (None: chosen from measured throughput, see
+    :mod:`~napari_cvdm.engine.group_sizer`); ``max_batch``: (tile, sample) pairs per denoiser
     call.
     """
 
     tile: int | None
     overlap: int
-    group_size: int
+    group_size: int | None
     max_batch: int
 
 
@@ -144,30 +147,84 @@ def plan_batches(
     tile: int | None = None,
     overlap: int | None = None,
     group_size: int | None = None,
+    *,
+    halo: int | None = None,
+    multiple: int = 1,
 ) -> BatchPlan:
     """Choose tiling and batch sizes so one denoiser call stays within ``memory_budget_mb``.
 
-    ``tile=None``: tile only if one whole-image pass exceeds the budget (power-of-two tile, ≥ 64);
-    ``tile=0``: never tile; otherwise tiles of that edge. ``overlap`` defaults to ``tile // 4``.
-    ``group_size`` defaults to all samples when tiled, else as many as fit in one call.
+    ``tile=None``: tile only if one whole-image pass exceeds the budget, with the tile and overlap
+    of :func:`~napari_cvdm.engine.tile_plan.choose_tiling` (overlap = the network's receptive
+    radius ``halo``, tile edge a multiple of ``multiple``; without ``halo``, power-of-two tiles
+    with a quarter overlap); ``tile=0``: never tile; otherwise tiles of that edge with
+    ``overlap`` (default ``min(halo, tile // 4)``, or ``tile // 4`` without ``halo``).
+    ``group_size``: fixed samples per group, or None to let the sampler size groups from measured
+    throughput (then ``BatchPlan.group_size`` is None and ``max_batch`` bounds each group).
     """
+    from .tile_plan import choose_tiling
+
     budget = float(memory_budget_mb) * 2**20
     if tile is None and bytes_per_pixel * height * width > budget:
-        side = math.sqrt(budget / bytes_per_pixel)
-        tile = max(64, 2 ** int(math.log2(max(side, 1.0))))
+        if halo is None:
+            side = math.sqrt(budget / bytes_per_pixel)
+            tile = max(64, 2 ** int(math.log2(max(side, 1.0))))
+        else:
+            tile, auto_overlap = choose_tiling(
+                height, width, bytes_per_pixel, memory_budget_mb, halo, multiple
+            )
+            overlap = auto_overlap if overlap is None else overlap
     tile = tile or None
     if tile is not None and tile < 8:
         raise InputError(f"tile size {tile} is too small; use at least 8 pixels (e.g. 256)")
-    overlap = 0 if tile is None else (tile // 4 if overlap is None else int(overlap))
+    if tile is None:
+        overlap = 0
+    elif overlap is None:
+        overlap = tile // 4 if halo is None else min(int(halo), tile // 4)
+    overlap = int(overlap)
     if tile is not None and not 0 <= overlap < tile:
         raise InputError(f"tile overlap {overlap} must be >= 0 and smaller than the tile ({tile})")
     per_item = bytes_per_pixel * min(tile or height, height) * min(tile or width, width)
     fit = max(1, int(budget // per_item))
-    if group_size is None:
-        group_size = n_samples if tile is not None else min(n_samples, fit)
-    group_size = max(1, min(int(group_size), n_samples))
-    max_batch = fit if tile is not None else min(group_size, fit)
+    if group_size is not None:
+        group_size = max(1, min(int(group_size), n_samples))
+    max_batch = fit if tile is not None else min(group_size or n_samples, fit)
     return BatchPlan(tile=tile, overlap=overlap, group_size=group_size, max_batch=max_batch)
+
+
+def lambda_map_tiled(
+    model: Any,
+    x: torch.Tensor,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    memory_budget_mb: float | None = None,
+) -> torch.Tensor:
+    """λ(x) (1, C_y, H, W) float32 of a condition (1, C_x, H, W), tiled like the denoiser.
+
+    ``tile``/``overlap`` as :func:`plan_batches` (None: tiles only when the λ network's pass
+    exceeds the budget, overlap its receptive radius; 0: never). With one tile covering the
+    image the result is exactly ``model.lambda_map(x)``. Runs under ``torch.inference_mode``.
+    """
+    from .tile_plan import default_memory_budget_mb
+
+    x = _check_condition(model, torch.as_tensor(x, dtype=torch.float32))
+    unet = model.lambda_net.unet
+    budget = default_memory_budget_mb(x.device) if memory_budget_mb is None else memory_budget_mb
+    plan = plan_batches(
+        *x.shape[-2:],
+        1,
+        unet.activation_bytes_per_pixel(),
+        budget,
+        tile,
+        overlap,
+        halo=unet.receptive_radius(),
+        multiple=unet.stride,
+    )
+    with torch.inference_mode():
+        lam = tiled_apply(
+            model.lambda_map, x, tile=plan.tile, overlap=plan.overlap, max_batch=plan.max_batch
+        )
+    return lam.float()
 
 
 def sample_generator(seed: int, index: int) -> torch.Generator:
@@ -215,25 +272,36 @@ def sample(
     seed: int = 0,
     tile: int | None = None,
     tile_overlap: int | None = None,
-    memory_budget_mb: float = 2048.0,
+    memory_budget_mb: float | None = None,
     group_size: int | None = None,
     channels_last: bool | None = None,
     clip_denoised: float | str | None = "model",
+    lam: torch.Tensor | None = None,
+    refresh_s: float = REFRESH_S,
 ) -> Generator[Progress | SampleGroup, None, torch.Tensor]:
     """Draw ``n_samples`` samples of y_0 given one condition ``x`` (C_x, H, W) or (1, C_x, H, W).
 
-    Yields ``Progress(step, total, "sampling")`` after every reverse step (``total = n_groups ×
-    steps``) and a :class:`SampleGroup` after each group; returns all samples (n, C_y, H, W) on the
-    CPU. ``sampler`` is ``"ddim"`` (with ``eta``) or ``"ancestral"``. Same ``seed`` → same output on
-    the same device (noise is drawn per sample from CPU generators). ``tile``/``tile_overlap``/
-    ``memory_budget_mb``/``group_size``: see :func:`plan_batches`. λ(x) is computed once, ρ once on
-    the time grid. Runs under ``torch.inference_mode`` (only while computing, never across a
-    ``yield``); bf16 autocast on CUDA; channels-last memory format on CUDA and CPU unless
-    ``channels_last=False`` (this converts the model's conv weights in place; values are unchanged).
-    ``clip_denoised`` (None turns it off): each step clamps ŷ_0 so that the absolute estimate
-    (ŷ_0 plus the residual's offset channel) stays in [−c, c]. ``"model"`` (default) takes c from
-    the model's ``config.extra["denoised_bound"]``, else 1.5 (targets spanning [−1, 1]).
+    Yields ``Progress(step, total, "sampling")`` after every reverse step of a group, counted in
+    sample-steps (a step of a group of g samples advances ``step`` by g; ``total = n_samples ×
+    steps``, reached by the last event), and a :class:`SampleGroup` after each group; returns all
+    samples (n, C_y, H, W) on the CPU. ``sampler`` is ``"ddim"`` (with ``eta``) or
+    ``"ancestral"``. Same ``seed`` → same samples on the same device, whatever the grouping
+    (noise is drawn per sample from CPU generators). ``group_size``: fixed samples per group, or
+    None (default): the first group is one sample and later sizes follow the measured throughput
+    (:class:`~napari_cvdm.engine.group_sizer.GroupSizer`, groups of at most ``refresh_s``
+    seconds when that costs no throughput). ``tile``/``tile_overlap``/``memory_budget_mb``: see
+    :func:`plan_batches` (budget default: :func:`~napari_cvdm.engine.tile_plan.
+    default_memory_budget_mb`). ``lam``: a precomputed λ map (1, C_y, H, W) (e.g. from
+    :func:`lambda_map_tiled`), else it is computed here, tiled the same way; ρ once on the time
+    grid. Runs under ``torch.inference_mode`` (only while computing, never across a ``yield``);
+    bf16 autocast on CUDA; channels-last memory format on CUDA and CPU unless
+    ``channels_last=False`` (this converts the model's conv weights in place; values are
+    unchanged). ``clip_denoised`` (None turns it off): each step clamps ŷ_0 so that the absolute
+    estimate (ŷ_0 plus the residual's offset channel) stays in [−c, c]. ``"model"`` (default)
+    takes c from the model's ``config.extra["denoised_bound"]``, else 1.5.
     """
+    from .tile_plan import default_memory_budget_mb
+
     if clip_denoised == "model":
         clip_denoised = denoised_bound(model)
     if sampler not in SAMPLERS:
@@ -246,6 +314,8 @@ def sample(
     device = _model_device(model)
     x = _check_condition(model, torch.as_tensor(x, dtype=torch.float32)).to(device)
     height, width = x.shape[-2:]
+    if memory_budget_mb is None:
+        memory_budget_mb = default_memory_budget_mb(device)
     plan = plan_batches(
         height,
         width,
@@ -255,6 +325,8 @@ def sample(
         tile,
         tile_overlap,
         group_size,
+        halo=model.denoiser.receptive_radius(),
+        multiple=model.denoiser.stride,
     )
     if channels_last is None:
         channels_last = device.type in ("cuda", "cpu")
@@ -276,8 +348,17 @@ def sample(
                 global_log_snr,
             ).float()
 
+    if lam is None:
+        lam = lambda_map_tiled(
+            model, x, tile=tile, overlap=tile_overlap, memory_budget_mb=memory_budget_mb
+        )
+    lam = torch.as_tensor(lam).to(device=device, dtype=torch.float32)
+    if lam.shape != (1, model.config.target_channels, height, width):
+        raise InputError(
+            f"lambda map of shape {tuple(lam.shape)} does not fit the condition; expected "
+            f"(1, {model.config.target_channels}, {height}, {width})"
+        )
     with torch.inference_mode():
-        lam = model.lambda_map(x).float()  # (1, C_y, H, W)
         rho_grid = model.rho(time_grid(steps).to(device)).float()  # (steps + 1,)
         y0_bounds = None
         if clip_denoised is not None:
@@ -309,24 +390,37 @@ def sample(
 
     target_shape = (model.config.target_channels, height, width)
     needs_noise = sampler == "ancestral" or eta > 0
-    n_groups = math.ceil(n_samples / plan.group_size)
-    total = n_groups * steps
+    total = n_samples * steps
+    sizer = None
+    if plan.group_size is None:
+        max_group = plan.max_batch if plan.tile is None else n_samples
+        sizer = GroupSizer(n_samples, max_group=max_group, refresh_s=refresh_s)
     finished: list[torch.Tensor] = []
-    step_count = 0
-    for start in range(0, n_samples, plan.group_size):
-        stop = min(start + plan.group_size, n_samples)
+    start = 0
+    while start < n_samples:
+        size = sizer.next_size() if sizer is not None else plan.group_size
+        stop = min(start + size, n_samples)
+        clock = time.perf_counter()
+        spent = 0.0  # compute seconds of this group (time spent outside the yields)
         generators = [sample_generator(seed, i) for i in range(start, stop)]
         y = _draw(generators, target_shape, device)
         for k in range(steps):
             last = k == steps - 1
             noise = _draw(generators, target_shape, device) if needs_noise and not last else None
             y = reverse_step(y, k, noise)
-            step_count += 1
-            yield Progress(step=step_count, total=total, stage="sampling")
+            spent += time.perf_counter() - clock
+            yield Progress(
+                step=start * steps + (k + 1) * (stop - start), total=total, stage="sampling"
+            )
+            clock = time.perf_counter()
         samples = y.detach().float().cpu().clone()  # clone outside inference mode: a normal tensor
         del y
+        spent += time.perf_counter() - clock
+        if sizer is not None:
+            sizer.record(stop - start, spent)
         finished.append(samples)
         yield SampleGroup(samples=samples, done=stop, total=n_samples)
+        start = stop
     return torch.cat(finished)
 
 

@@ -176,6 +176,26 @@ class UNet(nn.Module):
         out = self.out_conv(F.silu(self.out_norm(h)))
         return out[..., :height, :width]
 
+    def receptive_radius(self) -> int:
+        """Upper bound (pixels, input grid) on how far an input pixel can influence an output one.
+
+        Walks the architecture: each 3×3 conv at level ``l`` adds ``2**l`` pixels, each 2× pooling
+        or up-sampling adds ``2**l`` (conservative), 1×1 convs add nothing. An output pixel is
+        unchanged by any input pixel further than this (Chebyshev distance), away from the
+        bottom/right reflect padding; tiling uses it as the overlap a tile needs.
+        """
+        radius = 1  # stem
+        for level, count in enumerate(self.blocks):
+            radius += 2 * count * 2**level
+            if level < self.depth:
+                radius += 2**level  # pooling
+        radius += 2 * len(self.middle) * 2**self.depth
+        for index, level in zip(reversed(range(len(self.up))), self.up):
+            if index < self.depth:
+                radius += 2**index  # up-sampling
+            radius += 2 * len(level) * 2**index
+        return radius + 1  # out_conv
+
     def activation_bytes_per_pixel(self) -> float:
         """Rough peak float32 activation bytes per input pixel and batch item in inference.
 

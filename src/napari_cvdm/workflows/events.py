@@ -15,8 +15,8 @@ from typing import Any
 class Progress:
     """One unit of work finished: ``step`` of ``total`` (1-based), in stage ``stage``.
 
-    For sampling, one step is one reverse-diffusion step of one sample group of one frame, so
-    ``total`` is exactly the number of ``Progress`` events the job will yield.
+    For sampling, steps are sample-steps: one reverse-diffusion step of a group of g samples
+    advances ``step`` by g, and the last event of the job has ``step == total``.
     """
 
     step: int

@@ -4,7 +4,8 @@
 :class:`~napari_cvdm.errors.InputError` before any work) and returns a generator yielding
 
 * :class:`~napari_cvdm.workflows.events.Progress` after every reverse step of every sample group
-  of every frame (``total`` = frames × groups × steps exactly),
+  of every frame, counted in sample-steps (``total`` = frames × samples × steps, reached by the
+  last one),
 * :class:`~napari_cvdm.workflows.events.PartialResult` after each sample group: copies of the
   running mean/std (unbiased) in physical units over the whole output,
 * a final :class:`~napari_cvdm.workflows.events.Finished` holding a :class:`Reconstruction`.
@@ -45,10 +46,11 @@ STRUCTURE_PERCENTILE = 80.0
 @dataclass(frozen=True)
 class ReconstructionParams:
     """How to sample. ``group_size`` samples are drawn together (one ``PartialResult`` each);
-    ``None`` draws all ``n_samples`` as one group (the sampler still batches them within its
-    memory budget). ``tile`` (target-grid pixels) enables per-step tiling with ``tile_overlap``
-    (default tile // 4); ``None`` tiles only when the sampler's memory budget requires it, ``0``
-    never tiles. ``t_star``: diffusion times of the γ/β map stacks."""
+    ``None`` (default): the first group is one sample and later sizes follow the measured
+    throughput (``engine.group_sizer``), so the first mean/std appear early on every device.
+    ``tile`` (target-grid pixels) enables per-step tiling with ``tile_overlap`` (default
+    ``min(receptive radius, tile // 4)``); ``None`` tiles only when the sampler's memory budget
+    requires it, ``0`` never tiles. ``t_star``: diffusion times of the γ/β map stacks."""
 
     n_samples: int = 4
     steps: int = 20
@@ -95,11 +97,12 @@ class ReconstructionParams:
 
     @property
     def groups(self) -> int:
-        """Number of sample groups per frame."""
-        return math.ceil(self.n_samples / (self.group_size or self.n_samples))
+        """Number of sample groups per frame (with ``group_size=None``: at most ``n_samples``)."""
+        return math.ceil(self.n_samples / (self.group_size or 1))
 
     def group_sizes(self) -> list[int]:
-        size = self.group_size or self.n_samples
+        """Fixed group sizes; with ``group_size=None`` the sampler decides (listed as ones)."""
+        size = self.group_size or 1
         return [min(size, self.n_samples - start) for start in range(0, self.n_samples, size)]
 
 
@@ -226,8 +229,8 @@ def _run(
     device = resolve_device(params.device)
     model = loaded.model
     home = next(model.parameters()).device
-    frames, groups = adapter.frames, params.groups
-    total = frames * groups * params.steps
+    frames = adapter.frames
+    total = frames * params.n_samples * params.steps  # sample-steps
     meta = {**_provenance(adapter, loaded, params, device), "input_name": input_name}
     mean = np.zeros(adapter.output_shape, np.float32)
     std = np.zeros(adapter.output_shape, np.float32)
@@ -247,9 +250,11 @@ def _run(
             x = torch.from_numpy(np.ascontiguousarray(prep.condition[None], np.float32)).to(device)
             stats = RunningStats()
             stage = f"frame {index + 1}/{frames}" if frames > 1 else "sampling"
-            for event in _sample_frame(model, x, params, seed=_frame_seed(params.seed, index)):
+            lam = _lambda_map(model, x, params)  # once per frame, tiled like the denoiser
+            seed = _frame_seed(params.seed, index)
+            for event in _sample_frame(model, x, params, seed=seed, lam=lam):
                 if isinstance(event, Progress):
-                    done += 1
+                    done = index * params.n_samples * params.steps + event.step
                     yield Progress(done, total, stage)
                     continue
                 stats.add(prep.to_physical(event))
@@ -259,7 +264,7 @@ def _run(
                 yield PartialResult(
                     mean.copy(), std.copy(), stats.n, params.n_samples, index, frames
                 )
-            maps = _schedule_outputs(model, x, params.t_star, mean[where])
+            maps = _schedule_outputs(model, x, params.t_star, mean[where], lam=lam)
             schedule[where] = maps["lambda"]
             gamma[(slice(None), *where)] = maps["gamma"]
             beta[(slice(None), *where)] = maps["beta"]
@@ -301,7 +306,16 @@ def _curve_times() -> np.ndarray:
     return np.linspace(0.0, 1.0, CURVE_POINTS, dtype=np.float32)
 
 
-def _sample_frame(model: Any, x: Any, params: ReconstructionParams, seed: int) -> Iterator[Any]:
+def _lambda_map(model: Any, x: Any, params: ReconstructionParams) -> Any:
+    """λ(x) (1, C_y, H, W) of one frame, tiled with the run's tile settings."""
+    from ..engine.sampling import lambda_map_tiled
+
+    return lambda_map_tiled(model, x, tile=params.tile, overlap=params.tile_overlap)
+
+
+def _sample_frame(
+    model: Any, x: Any, params: ReconstructionParams, seed: int, lam: Any = None
+) -> Iterator[Any]:
     """Yield ``Progress`` per reverse step and each group's samples (g, H, W) in model units."""
     from ..engine.sampling import SampleGroup, sample
 
@@ -315,7 +329,8 @@ def _sample_frame(model: Any, x: Any, params: ReconstructionParams, seed: int) -
         seed=seed,
         tile=params.tile,
         tile_overlap=params.tile_overlap,
-        group_size=params.group_size or params.n_samples,
+        group_size=params.group_size,
+        lam=lam,
     ):
         if isinstance(event, SampleGroup):
             samples = event.samples.float().numpy()
@@ -325,7 +340,7 @@ def _sample_frame(model: Any, x: Any, params: ReconstructionParams, seed: int) -
 
 
 def _schedule_outputs(
-    model: Any, x: Any, t_star: tuple[float, ...], mean: np.ndarray
+    model: Any, x: Any, t_star: tuple[float, ...], mean: np.ndarray, lam: Any = None
 ) -> dict[str, np.ndarray]:
     """λ map (H, W), γ/β stacks (T*, H, W) and structure/background curves (K,) of one frame.
 
@@ -335,7 +350,7 @@ def _schedule_outputs(
     import torch
 
     with torch.inference_mode():
-        lam = model.lambda_map(x)
+        lam = model.lambda_map(x) if lam is None else lam
         maps = model.schedule_maps(x, t_star, lam=lam)
         mask = torch.from_numpy(mean >= np.percentile(mean, STRUCTURE_PERCENTILE)).to(lam.device)
         curves = model.schedule_curves(x, mask=mask, n_t=CURVE_POINTS, lam=lam)
