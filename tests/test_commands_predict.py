@@ -213,3 +213,28 @@ def test_duplicate_stems_are_refused(tmp_path, model_path, capsys):
     )
     assert "rename one" in capsys.readouterr().err
     assert _outputs(out) == []
+
+
+def test_threads_option_and_running_sample_count(tmp_path, model_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    src = _tif(tmp_path / "cells.tif")
+    args = ["predict", str(src), "--model", str(model_path), "--output-dir", str(tmp_path / "o")]
+    try:
+        assert main([*args, *FAST, "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert "1/2 samples" in capsys.readouterr().err  # the first mean/std exist mid-run
+
+
+@pytest.mark.parametrize("value", ["0", "two"])
+def test_bad_threads_exit_2_with_one_line(tmp_path, model_path, capsys, value):
+    src = _tif(tmp_path / "cells.tif")
+    out = tmp_path / "out"
+    args = ["predict", str(src), "--model", str(model_path), "--output-dir", str(out)]
+    assert main([*args, *FAST, "--threads", value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--threads" in err[0]
+    assert _outputs(out) == []

@@ -66,6 +66,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--tile", type=int, default=None, help="tile size in output pixels (large images)"
     )
     parser.add_argument(
+        "--threads",
+        default="auto",
+        metavar="N",
+        help="CPU threads for torch, or auto (default: the cores minus the other load)",
+    )
+    parser.add_argument(
         "--pixel-size",
         type=float,
         default=None,
@@ -223,15 +229,18 @@ def write_outputs(
 
 def reconstruct_file(events: Iterator[Any], label: str, stream: Any = None) -> Any:
     """Drain a ``reconstruct`` generator with a progress bar; returns the ``Reconstruction``."""
-    from ..workflows.events import Finished, Progress
+    from ..workflows.events import Finished, PartialResult, Progress
     from ._progress import ProgressBar
 
     bar = ProgressBar(label, stream)
     result = None
+    count = ""  # the running sample count, shown once the first mean/std exist
     try:
         for event in events:
-            if isinstance(event, Progress):
-                bar.update(event.step, event.total, event.stage)
+            if isinstance(event, PartialResult):
+                count = f"  {event.samples_done}/{event.samples_total} samples"
+            elif isinstance(event, Progress):
+                bar.update(event.step, event.total, event.stage + count)
             elif isinstance(event, Finished):
                 result = event.result
     finally:
@@ -247,6 +256,7 @@ def reconstruct_file(events: Iterator[Any], label: str, stream: Any = None) -> A
 def run(args: argparse.Namespace) -> int:
     from ..engine.modelfile import load_model
     from ..engine.registry import resolve_model
+    from ..engine.threads import resolve_threads
     from ..fsutil import refuse_existing
     from ..io import image_stem
     from ..limits import check_args
@@ -265,8 +275,12 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         tile=args.tile,
     ).validate()
+    threads = resolve_threads(getattr(args, "threads", "auto"))
     if args.pixel_size is not None and not args.pixel_size > 0:
         raise InputError(f"--pixel-size must be a positive number of µm, got {args.pixel_size}")
+    import torch
+
+    torch.set_num_threads(threads)
     loaded = load_model(resolve_model(args.model), "cpu")
     task = loaded.metadata["task"]
     if task not in ("sr", "qpi"):
