@@ -465,3 +465,26 @@ def test_old_files_without_digest_version_still_load_and_resave_with_it(tmp_path
     from napari_cvdm.engine.modelfile import read_metadata
 
     assert read_metadata(again)["weights"]["digest_version"] == 2
+
+
+def test_preflight_caps_resampling_and_memory(model_path):
+    from napari_cvdm.workflows.preflight import check_job
+
+    meta = load_model(model_path).metadata
+    ok = check_job("sr", (64, 64), meta, {"pixel_size_um": 0.0626}, 4, available=2**34)
+    assert ok["output_shape"] == (128, 128)
+    with pytest.raises(InputError, match="resampling by"):
+        check_job("sr", (64, 64), meta, {"pixel_size_um": 1.0}, 4, available=2**34)
+    with pytest.raises(InputError, match="resampling by"):
+        check_job("sr", (64, 64), meta, {"pixel_size_um": 0.005}, 4, available=2**34)
+    with pytest.raises(InputError, match="needs about"):
+        check_job("sr", (50, 4096, 4096), meta, {}, 4, available=2**32)
+
+
+def test_predict_file_with_implausible_pixel_size_is_refused(tmp_path, model_path, capsys):
+    src = write_tiff(tmp_path / "a.tif", np.full((32, 32), 200, np.uint16), 0.5, {})
+    out = tmp_path / "out"
+    argv = ["predict", str(src), "--model", str(model_path), "--output-dir", str(out), *FAST]
+    assert cli.main(argv) == 2
+    assert "resampling by" in _one_error_line(capsys.readouterr().err)
+    assert not out.exists()

@@ -262,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
     from ..limits import check_args
     from ..outputset import sweep
     from ..workflows.predict import ReconstructionParams, reconstruct
+    from ..workflows.preflight import check_job
     from ..workflows.task_adapters import make_adapter
 
     prefix = "napari-cvdm predict"
@@ -296,6 +297,14 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{path} and {stems[stem]} would both write {stem}_*.tif; rename one")
         stems[stem] = path
         array, pixel_size, _ = _read(path, args.pixel_size)
+        check_job(
+            task,
+            array.shape,
+            loaded.metadata,
+            _task_options(args, task, pixel_size),
+            args.samples,
+            name=path,
+        )
         with print_warnings(sys.stderr, prefix):
             make_adapter(task, array, loaded.metadata, **_task_options(args, task, pixel_size))
         del array
