@@ -45,3 +45,20 @@ def test_engine_registry_listing_does_not_import_torch():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_cli_help_imports_no_numpy_torch_or_pooch():
+    proc = _run(
+        """
+        import sys
+        from napari_cvdm.cli import main
+        for argv in (["--help"], ["predict", "--help"], ["baseline", "--help"]):
+            try:
+                main(argv)
+            except SystemExit:
+                pass
+        print([m for m in ("numpy", "torch", "pooch") if m in sys.modules])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used, so `--help` stays light
+    import numpy as np
 
 from ..errors import InputError
 
@@ -129,6 +130,8 @@ def _sr_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) 
 
 
 def _qpi_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
     if array.ndim != 3 or array.shape[0] < 2 or np.iscomplexobj(array):
         raise InputError(
             f"{path}: phase baselines need a through-focus stack (Z >= 2, Y, X) normalised to a "
@@ -163,6 +166,8 @@ def _qpi_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace)
 
 def prepare_job(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Read one input and resolve its physics; raises :class:`InputError` for anything missing."""
+    import numpy as np
+
     from ..io import read_image
 
     array, meta = read_image(path)

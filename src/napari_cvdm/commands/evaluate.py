@@ -13,9 +13,10 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used, so `--help` stays light
+    import numpy as np
 
 from ..errors import InputError
 
@@ -55,6 +56,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _load_2d(path: Path, what: str) -> tuple[np.ndarray, Any]:
+    import numpy as np
+
     from ..io import read_image
 
     array, meta = read_image(path)
@@ -71,6 +74,8 @@ def _load_2d(path: Path, what: str) -> tuple[np.ndarray, Any]:
 
 def _clean(value: Any) -> Any:
     """JSON-safe copy: numpy scalars to Python, NaN/Inf to None."""
+    import numpy as np
+
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -106,6 +111,8 @@ def evaluate_files(
     border: int = 16,
 ) -> dict[str, Any]:
     """The metrics report :func:`run` prints (JSON-safe dict)."""
+    import numpy as np
+
     from .. import metrics
 
     pred, meta = _load_2d(prediction, "prediction")

@@ -21,8 +21,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import InputError
 
 __all__ = ["add_parser", "overrides_from_args", "run", "simulate_to_folder"]
@@ -120,6 +118,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _simulate(task: str, index: int, seed: int, overrides: dict[str, Any]):
+    import numpy as np
+
     rng = np.random.default_rng([seed, index])
     if task == "sr":
         from ..physics.fluorescence import simulate_sr_pair
