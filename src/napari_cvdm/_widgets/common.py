@@ -236,7 +236,9 @@ def describe_error(exc: BaseException) -> str:
             "An operation is not supported on Apple MPS. Choose the CPU device "
             f"(or set PYTORCH_ENABLE_MPS_FALLBACK=1 before starting napari). ({text})"
         )
-    return (
-        f"Reconstruction failed unexpectedly ({name}: {text.splitlines()[0]}). This is a bug in "
-        "napari-cvdm: please report it with the napari-cvdm version and the input's shape."
-    )
+    from ..failures import internal_message, user_message
+
+    message = user_message(exc)  # full disk, read-only folder, ...: the CLI's one line
+    if message is not None:
+        return f"File problem: {message}"
+    return f"Reconstruction failed: {internal_message(exc, 'napari-cvdm widget')}"
