@@ -479,3 +479,21 @@ def test_qpi_time_stack_gives_stacked_phase(viewer_widget, models, qtbot):
     assert_allclose(mean.scale, (5.0, 0.21, 0.21))
     assert mean.axis_labels == ("t", "y", "x")
     assert viewer.layers["tz_cvdm_gamma"].data.shape == (5, 2, 32, 32)
+
+
+def test_device_and_threads_persist_between_widgets(make_napari_viewer, cache):
+    viewer = make_napari_viewer()
+    first = ReconstructWidget(viewer)
+    first.threads.value = 1
+    first.device.value = "cpu"
+    second = ReconstructWidget(viewer)
+    assert second.threads.value == 1 and second.device.value == "cpu"
+
+
+def test_damaged_settings_file_gives_defaults(make_napari_viewer, cache):
+    from napari_cvdm._widgets.settings import settings_path
+
+    settings_path().parent.mkdir(parents=True, exist_ok=True)
+    settings_path().write_text("{not json")
+    widget = ReconstructWidget(make_napari_viewer())
+    assert widget.threads.value == 0  # automatic

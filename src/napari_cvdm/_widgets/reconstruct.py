@@ -27,6 +27,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from ..engine.threads import auto_threads
 from . import common
 from .common import MODEL_EVENTS, RunButton, RunState, RunStatus
 from .inputs import ModelHeaders, dz_from_layer, metadata_number, pixel_size_um
@@ -39,6 +40,7 @@ from .reconstruct_job import (
     select_frames,
 )
 from .reconstruct_run import ReconstructionRun
+from .settings import load_settings, save_setting
 
 if TYPE_CHECKING:
     import napari
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["LOAD_FROM_FILE", "ReconstructWidget"]
 
 LOAD_FROM_FILE = "<load model from file>"
+SETTINGS = "reconstruct"  # section of the persisted widget settings
 LOAD_LABEL = "Load model from file…"
 MODES = [("SR: widefield → 2× grid", "sr"), ("QPI: through-focus → phase", "qpi")]
 CURRENT, ALL = "current frame", "all frames"
@@ -100,6 +103,8 @@ class ReconstructWidget(Container):
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.device = ComboBox(label="device", choices=common.device_choices())
         self.device_info = Label(label="")
+        self.threads = SpinBox(label="CPU threads", min=0, max=256, value=0)
+        self.threads.tooltip = "torch threads on the CPU; 0 = automatic (free cores minus one)"
         self.tile_size = SpinBox(label="tile size (px)", min=0, max=8192, step=16, value=0)
         self.tile_size.tooltip = "Tiles blended every step (output-grid pixels); 0 = whole frame"
         self.frames = ComboBox(label="frames", choices=[CURRENT, ALL], value=ALL)
@@ -124,6 +129,7 @@ class ReconstructWidget(Container):
                 self.seed,
                 self.device,
                 self.device_info,
+                self.threads,
                 self.tile_size,
                 self.frames,
                 self.keep_previous,
@@ -141,7 +147,12 @@ class ReconstructWidget(Container):
         self.model.changed.connect(self._on_model)
         MODEL_EVENTS.saved.connect(self._on_model_saved)
         self.model_file.changed.connect(self._on_model_file)
+        self._restore_settings()
         self.device.changed.connect(self._on_device)
+        self.device.changed.connect(lambda *_: save_setting(SETTINGS, "device", self.device.value))
+        self.threads.changed.connect(
+            lambda *_: save_setting(SETTINGS, "threads", self.threads.value)
+        )
         self.focus_axis.changed.connect(self._on_focus_axis)
         self.plane_minus.changed.connect(self._update_dz)
         self.plane_plus.changed.connect(self._update_dz)
@@ -158,6 +169,16 @@ class ReconstructWidget(Container):
         self._on_device()
         self._on_image()
         self._on_model()
+
+    def _restore_settings(self) -> None:
+        """The device and thread count chosen in an earlier session (when still valid)."""
+        saved = load_settings(SETTINGS)
+        devices = [c[1] if isinstance(c, tuple) else c for c in self.device.choices]
+        if saved.get("device") in devices:
+            self.device.value = saved["device"]
+        threads = saved.get("threads")
+        if isinstance(threads, int) and 0 <= threads <= self.threads.max:
+            self.threads.value = threads
 
     # ------------------------------------------------------------------ choices
 
@@ -470,7 +491,7 @@ class ReconstructWidget(Container):
             model_path=self.model_path(),
             params=params,
             task_options=options,
-            threads=default_threads(),
+            threads=self.threads.value or min(default_threads(), auto_threads()),
         )
         extras = {
             "drop_axes": drop_axes,
