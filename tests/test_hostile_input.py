@@ -488,3 +488,43 @@ def test_predict_file_with_implausible_pixel_size_is_refused(tmp_path, model_pat
     assert cli.main(argv) == 2
     assert "resampling by" in _one_error_line(capsys.readouterr().err)
     assert not out.exists()
+
+
+def test_raw_sim_rule_is_the_same_everywhere(tmp_path):
+    from types import SimpleNamespace
+
+    from napari_cvdm.imagekind import prepare_input
+
+    stack = np.random.default_rng(0).poisson(50, (9, 16, 16)).astype(np.uint16)
+    tiff = SimpleNamespace(axes="ZYX", extra={})
+    mrc = SimpleNamespace(axes="IYX", extra={"raw_sim_frames": True})
+    assert prepare_input(stack, tiff, "sr", "z.tif").shape == (9, 16, 16)  # a z-stack stays
+    assert prepare_input(stack, tiff, "sr", "z.tif", raw_sim=True).shape == (16, 16)
+    assert prepare_input(stack, mrc, "sr", "MT.mrc").shape == (16, 16)
+    with pytest.raises(InputError, match="raw SIM"):
+        prepare_input(stack, mrc, "qpi", "MT.mrc")
+    with pytest.raises(InputError, match="RGB"):
+        prepare_input(np.zeros((16, 16, 3)), SimpleNamespace(axes="YXS", extra={}), "sr", "c.tif")
+    with pytest.warns(UserWarning, match="negative"):
+        prepare_input(np.full((16, 16), -5.0), tiff, "sr", "n.tif")
+
+
+def test_predict_on_real_raw_sim_mrc_averages_it(tmp_path, model_path):
+    from conftest import REAL_MT_MRC
+
+    out = tmp_path / "out"
+    argv = [
+        "predict",
+        str(REAL_MT_MRC),
+        "--model",
+        str(model_path),
+        "--output-dir",
+        str(out),
+        "--tile",
+        "0",
+        *FAST,
+    ]
+    assert cli.main(argv) == 0
+    from napari_cvdm.io import read_image
+
+    assert read_image(out / "MT_mean.tif")[0].shape == (512, 512)  # one frame, not 9

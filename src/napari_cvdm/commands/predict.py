@@ -114,6 +114,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="replace existing outputs (outputs that are inputs are always refused)",
     )
+    parser.add_argument(
+        "--raw-sim",
+        action="store_true",
+        help="SR: average 9-frame inputs as raw SIM (automatic for BioSR .mrc files only)",
+    )
     return parser
 
 
@@ -166,7 +171,10 @@ def _task_options(args: argparse.Namespace, task: str, pixel_size: float | None)
     return {k: v for k, v in opts.items() if v is not None}
 
 
-def _read(path: str, pixel_size: float | None) -> tuple[Any, float | None, Any]:
+def _read(
+    path: str, pixel_size: float | None, task: str | None = None, raw_sim: bool = False
+) -> tuple[Any, float | None, Any]:
+    from ..imagekind import prepare_input
     from ..io import read_image
 
     try:
@@ -179,6 +187,8 @@ def _read(path: str, pixel_size: float | None) -> tuple[Any, float | None, Any]:
         ) from None
     if pixel_size is None and meta.pixel_size_um:
         pixel_size = float(meta.pixel_size_um[-1])
+    if task is not None:
+        array = prepare_input(array, meta, task, path, raw_sim)
     return array, pixel_size, meta
 
 
@@ -266,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
     from ..workflows.task_adapters import make_adapter
 
     prefix = "napari-cvdm predict"
+    raw_sim = bool(getattr(args, "raw_sim", False))
     check_args(args, OPTION_LIMITS)
     params = ReconstructionParams(
         n_samples=args.samples,
@@ -296,7 +307,8 @@ def run(args: argparse.Namespace) -> int:
         if stem in stems:
             raise InputError(f"{path} and {stems[stem]} would both write {stem}_*.tif; rename one")
         stems[stem] = path
-        array, pixel_size, _ = _read(path, args.pixel_size)
+        with print_warnings(sys.stderr, prefix):
+            array, pixel_size, _ = _read(path, args.pixel_size, task, raw_sim)
         check_job(
             task,
             array.shape,
@@ -316,7 +328,9 @@ def run(args: argparse.Namespace) -> int:
 
     # 2. reconstruct and write, one input at a time
     for stem, path in stems.items():
-        array, pixel_size, meta = _read(path, args.pixel_size)
+        with warnings.catch_warnings():  # already printed while validating
+            warnings.simplefilter("ignore", UserWarning)
+            array, pixel_size, meta = _read(path, args.pixel_size, task, raw_sim)
         options = _task_options(args, task, pixel_size)
         with print_warnings(sys.stderr, prefix):
             events = reconstruct(
