@@ -528,3 +528,11 @@ def test_predict_on_real_raw_sim_mrc_averages_it(tmp_path, model_path):
     from napari_cvdm.io import read_image
 
     assert read_image(out / "MT_mean.tif")[0].shape == (512, 512)  # one frame, not 9
+
+
+@pytest.mark.parametrize("border", ["-1", "40"])
+def test_evaluate_border_is_checked_not_clamped(tmp_path, capsys, border):
+    a = write_tiff(tmp_path / "a.tif", np.zeros((64, 64), np.float32), 0.1, {})
+    b = write_tiff(tmp_path / "b.tif", np.ones((64, 64), np.float32), 0.1, {})
+    assert cli.main(["evaluate", str(a), str(b), "--task", "qpi", "--border", border]) == 2
+    assert "--border" in _one_error_line(capsys.readouterr().err)

@@ -122,6 +122,16 @@ def evaluate_files(
             f"prediction {pred.shape} and target {truth.shape} are on different grids; "
             "evaluate images of the same shape."
         )
+    from ..limits import check_value
+
+    check_value("border", border, "--border")
+    if task == "qpi" and 2 * border >= min(pred.shape):
+        raise InputError(
+            f"--border {border} leaves no pixel of the {pred.shape[0]}×{pred.shape[1]} image; "
+            f"give a border below {min(pred.shape) // 2}"
+        )
+    if pixel_size_um is not None:
+        check_value("pixel_size_um", pixel_size_um, "--pixel-size")
     if pixel_size_um is None and meta.pixel_size_um is not None:
         pixel_size_um = float(meta.pixel_size_um[-1])
     if pixel_size_um is not None and not pixel_size_um > 0:
