@@ -69,7 +69,7 @@ def test_simulate_qpi_stack_and_phase(capsys, tmp_path):
         (["--set", "bogus=1"], "Unknown SR simulator option"),
         (["--structure", "mitochondria"], "Unknown structure"),
         (["--planes", "3"], "qpi only"),
-        (["--n", "0"], "at least 1"),
+        (["--n", "0"], "--n must be"),
         (["--set", "novalue"], "KEY=VALUE"),
     ],
 )

@@ -193,6 +193,24 @@ def simulate_to_folder(
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..limits import check_args
+    from ..outputset import sweep
+
+    check_args(
+        args,
+        {
+            "n": "n",
+            "seed": "seed",
+            "size": "size",
+            "photons": "photons",
+            "planes": "planes",
+            "dz": "dz_um",
+            "wavelength": "wavelength_um",
+            "na": "na",
+            "pixel_size": "pixel_size_um",
+        },
+    )
+    sweep(args.output_dir)
     written = simulate_to_folder(
         args.task,
         args.n,
