@@ -27,7 +27,7 @@ from scipy import ndimage  # noqa: E402
 from napari_cvdm.physics.camera import CameraModel, background_map, expose, photon_scale  # noqa
 from napari_cvdm.physics.fluorescence import form_images, simulate_sr_pair  # noqa: E402
 from napari_cvdm.physics.points import cell_envelope, points_to_px, splat_bilinear  # noqa: E402
-from napari_cvdm.physics.psf import sim_fwhm_um  # noqa: E402
+from napari_cvdm.physics.otf import NOMINAL_SIM, Optics  # noqa: E402
 from napari_cvdm.physics.qpi import simulate_qpi_stack  # noqa: E402
 from napari_cvdm.physics.sr_baselines import physics_from_metadata, run_sr_baseline  # noqa
 from napari_cvdm.physics.structures import STRUCTURE_NAMES, generate_structure  # noqa: E402
@@ -70,7 +70,7 @@ def sr_example(structure: str, seed: int = 7):
     st = generate_structure(rng, structure, extent, envelope)
     density = splat_bilinear(points_to_px(st.points_um, OBJECT_PX), st.weights, (n, n))
     wf, gt, haze = form_images(
-        [(density, st.label_sigma_um)], OBJECT_PX, NA, WAVELENGTH, sim_fwhm_um(NA, WAVELENGTH),
+        [(density, st.label_sigma_um)], OBJECT_PX, Optics("airy", NA, WAVELENGTH), NOMINAL_SIM,
         MARGIN, 1.5,
     )  # fmt: skip
     camera = CameraModel()

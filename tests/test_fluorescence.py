@@ -5,10 +5,12 @@ import pytest
 
 from napari_cvdm.errors import InputError
 from napari_cvdm.physics.fluorescence import SR_DEFAULTS, SRSample, form_images, simulate_sr_pair
-from napari_cvdm.physics.psf import cubic_resize, sim_fwhm_um
+from napari_cvdm.physics.otf import NOMINAL_SIM, Optics
+from napari_cvdm.physics.psf import cubic_resize
 from napari_cvdm.physics.structures import STRUCTURE_NAMES
 
 DX = 0.01565
+AIRY = Optics("airy", 1.49, 0.525)
 
 
 def _centroid(img):
@@ -16,14 +18,14 @@ def _centroid(img):
     return np.array([(img * y).sum(), (img * x).sum()]) / img.sum()
 
 
-def test_sr_a_pair_has_the_documented_shapes_units_and_metadata():
+def test_sr_pair_has_the_documented_shapes_units_and_metadata():
     sample = simulate_sr_pair(np.random.default_rng(0))
     assert isinstance(sample, SRSample)
     wf, gt, meta = sample.widefield, sample.target, sample.metadata
     assert wf.shape == (128, 128) and gt.shape == (256, 256)
     assert wf.dtype == np.float32 and gt.dtype == np.float32
     np.testing.assert_array_equal(wf, np.rint(wf))  # camera ADU are integers
-    assert wf.min() >= 0 and wf.max() <= 65535 and np.isfinite(gt).all() and gt.min() >= 0
+    assert wf.min() >= 0 and wf.max() <= 65535 and np.isfinite(gt).all()
     assert meta["pixel_size_um"] == {
         "widefield": pytest.approx(0.0626),
         "target": pytest.approx(0.0313),
@@ -31,11 +33,12 @@ def test_sr_a_pair_has_the_documented_shapes_units_and_metadata():
     assert meta["widefield_pixel_size_um"] == pytest.approx(0.0626)
     assert meta["target_pixel_size_um"] == pytest.approx(0.0313)
     assert 1.30 <= meta["na"] <= 1.49 and 0.500 <= meta["wavelength_um"] <= 0.560
-    assert 50 <= meta["photons"] <= 5000
+    assert 20 <= meta["photons"] <= 5000
     assert meta["camera"] == {"offset_adu": 100.0, "gain_adu_per_e": 2.0, "read_noise_e": 1.5}
-    assert meta["recipe"] == "SR-A" == SR_DEFAULTS["recipe"]
+    assert meta["recipe"] == "SR-B" == SR_DEFAULTS["recipe"]
     assert all(s in STRUCTURE_NAMES for s in meta["structure"].split("+"))
-    assert meta["gt_fwhm_um"] == pytest.approx(sim_fwhm_um(meta["na"], meta["wavelength_um"]))
+    assert meta["true_optics"]["kind"] in ("airy", "aberrated", "measured")
+    assert 0.80 <= meta["sim"]["k0_fraction"] <= 0.95
     # the widefield sits on the camera offset plus background
     assert np.median(wf) > meta["camera"]["offset_adu"]
 
@@ -82,12 +85,12 @@ def test_point_source_alignment_of_gt_wf_and_bicubic_grids():
     c = np.array([63, 64])  # near the patch centre, so the Airy tails are cropped symmetrically
     obj = np.zeros((n, n))
     obj[c[0] + margin, c[1] + margin] = 1.0
-    wf, gt, _ = form_images([(obj, 0.0)], DX, 1.49, 0.525, sim_fwhm_um(1.49, 0.525), margin)
+    wf, gt, _ = form_images([(obj, 0.0)], DX, AIRY, NOMINAL_SIM, margin)
     assert np.abs(_centroid(gt) - (c - 0.5) / 2).max() < 0.01
     assert np.abs(_centroid(wf) - (c - 1.5) / 4).max() < 0.01
     up = cubic_resize(wf, (2 * size, 2 * size))
     assert np.abs(_centroid(up) - _centroid(gt)).max() < 0.05
-    assert gt.sum() == pytest.approx(1.0, abs=1e-6)
+    assert gt.sum() == pytest.approx(1.0, abs=0.02)  # the SIM PSF rings: tails leave the crop
 
 
 def test_spectral_binning_equals_direct_convolution_and_binning():
@@ -98,7 +101,7 @@ def test_spectral_binning_equals_direct_convolution_and_binning():
     n = 4 * size + 2 * margin
     rng = np.random.default_rng(3)
     obj = rng.random((n, n))
-    wf, _, _ = form_images([(obj, 0.0)], DX, 1.4, 0.52, 0.1, margin)
+    wf, _, _ = form_images([(obj, 0.0)], DX, Optics("airy", 1.4, 0.52), NOMINAL_SIM, margin)
     psf = airy_psf((n, n), DX, 1.4, 0.52)
     conv = np.fft.ifft2(np.fft.fft2(obj) * np.fft.fft2(np.fft.ifftshift(psf))).real
     ref = bin_sum(conv, 4)[margin // 4 : margin // 4 + size, margin // 4 : margin // 4 + size]
@@ -117,7 +120,7 @@ def test_noise_free_gt_resolves_better_than_widefield():
     st = generate_structure(rng, "microtubules", (n * DX, n * DX))
     obj = splat_bilinear(points_to_px(st.points_um, DX), st.weights, (n, n))
     wf, gt, _ = form_images(
-        [(obj, st.label_sigma_um)], DX, 1.49, 0.525, sim_fwhm_um(1.49, 0.525), margin
+        [(obj, st.label_sigma_um)], DX, AIRY, NOMINAL_SIM, margin
     )
     res_wf = decorrelation_resolution(wf, 0.0626).resolution_um
     res_gt = decorrelation_resolution(gt, 0.0313).resolution_um

@@ -114,8 +114,6 @@ def _sr_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) 
         "offset_adu": _first(args.offset, camera.get("offset_adu"), 100.0),
         "gain_adu_per_e": _first(args.gain, camera.get("gain_adu_per_e"), 2.0),
     }
-    if sim.get("gt_fwhm_um") is not None:
-        physics["gt_fwhm_um"] = float(sim["gt_fwhm_um"])
     missing = [k for k in ("pixel_size_um", "na", "wavelength_um") if physics[k] is None]
     if missing and args.method != "bicubic":
         flags = {"pixel_size_um": "--pixel-size", "na": "--na", "wavelength_um": "--wavelength"}

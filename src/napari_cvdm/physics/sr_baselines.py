@@ -7,10 +7,12 @@ photo-electrons per GT pixel (flux conserving, like the simulator's target).
 
 * ``bicubic``: the conditioning up-sampler itself (``torch.nn.functional.interpolate(mode=
   "bicubic", align_corners=False)`` convention), the lower bound.
-* ``wiener``: Ô = H_SIM·H_WF*·Ŷ_up/(|H_WF|² + K) on the GT grid, re-apodised to the SIM-like
-  Gaussian OTF so the output is band-limited like the GT; parameter K.
+* ``wiener``: Ô = H_SIM·H_WF*·Ŷ_up/(|H_WF|² + K) on the GT grid, re-apodised to the nominal
+  SIM OTF (generalised Wiener, :data:`~napari_cvdm.physics.otf.NOMINAL_SIM`, of an ideal pupil
+  with the stated NA/λ) so the output is band-limited like a SIM image; parameter K.
 * ``rl``: Richardson–Lucy with the 2×2 binning inside the forward model y = D(h ⊛ o) + b (y in
-  e⁻ ≥ 0, b the background), flat start, result convolved with h_SIM; parameter: iterations.
+  e⁻ ≥ 0, b the background), flat start, result filtered by the nominal H_SIM; parameter:
+  iterations.
 
 Regularisation rule (documented, physics.md (d)): K or the iteration count is grid-searched on
 *validation* pairs by mean PSNR (DL-SR convention, both images min–max normalised), one value
@@ -27,7 +29,8 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from ..errors import InputError
-from .psf import airy_otf, bin_adjoint, bin_sum, cubic_resize, gaussian_otf, sim_fwhm_um
+from .otf import NOMINAL_SIM, Optics, sim_otf
+from .psf import airy_otf, bin_adjoint, bin_sum, cubic_resize
 
 #: Default grids searched by :func:`tune_baseline`.
 DEFAULT_GRIDS: dict[str, tuple] = {
@@ -57,6 +60,14 @@ def _check_optics(pixel_size_um: float, na: float, wavelength_um: float) -> None
                 f"{name} is missing or invalid ({v!r}); give the widefield pixel size (µm), the "
                 "objective NA and the emission wavelength (µm)."
             )
+
+
+def nominal_sim_otf(
+    shape: tuple[int, int], pixel_size_um: float, na: float, wavelength_um: float, rfft=False
+) -> np.ndarray:
+    """The SIM OTF a user of the stated optics would assume: :data:`NOMINAL_SIM` over an ideal
+    (Airy) pupil of ``na``, ``wavelength_um``; real float64 on the FFT grid of ``shape``."""
+    return sim_otf(shape, pixel_size_um, Optics("airy", na, wavelength_um), NOMINAL_SIM, rfft)
 
 
 def bicubic_sr(
@@ -92,7 +103,6 @@ def wiener_sr(
     wavelength_um: float,
     offset_adu: float = 100.0,
     gain_adu_per_e: float = 2.0,
-    gt_fwhm_um: float | None = None,
     k: float = DEFAULT_WIENER_K,
     pad_px: int = 16,
     clip_negative: bool = True,
@@ -102,7 +112,7 @@ def wiener_sr(
 
     The bicubic-up-sampled, offset-free frame is mirror-padded by ``pad_px`` GT pixels (no
     wrap-around), filtered with H_WF sampled on the GT grid (pixel ``pixel_size_um/2``) and
-    H_SIM = Gaussian of ``gt_fwhm_um`` (default FWHM_WF/1.9), then cropped.
+    the nominal H_SIM (:func:`nominal_sim_otf`), then cropped.
 
     ``clip_negative``: intensities cannot be negative, so the Gibbs undershoot left by the
     truncation at the widefield cut-off (H_SIM(ρc) ≈ 0.3, so it cannot be apodised away by K)
@@ -115,9 +125,8 @@ def wiener_sr(
     up = bicubic_sr(widefield_adu, offset_adu=offset_adu, gain_adu_per_e=gain_adu_per_e)
     padded = np.pad(up.astype(np.float64), pad_px, mode="reflect")
     gt_px = pixel_size_um / 2.0
-    fwhm = sim_fwhm_um(na, wavelength_um) if gt_fwhm_um is None else gt_fwhm_um
     h_wf = airy_otf(padded.shape, gt_px, na, wavelength_um)
-    h_sim = gaussian_otf(padded.shape, gt_px, fwhm)
+    h_sim = nominal_sim_otf(padded.shape, gt_px, na, wavelength_um)
     out = wiener_filter(padded, h_wf, h_sim, k)
     if clip_negative:
         out = np.clip(out, 0.0, None)
@@ -138,16 +147,17 @@ def richardson_lucy_iterates(
     checkpoints: Sequence[int],
     offset_adu: float = 100.0,
     gain_adu_per_e: float = 2.0,
-    gt_fwhm_um: float | None = None,
     background_e: float | None = None,
     pad_px: int = 8,
+    sim_filter: bool = True,
 ) -> dict[int, np.ndarray]:
     """Richardson–Lucy with binning in the forward model; outputs at each checkpoint iteration.
 
     Model y = D(h ⊛ o) + b, D the 2×2 sum-binning GT → WF, h the WF PSF on the GT grid. Update
     o ← o·[hᵀ ⊛ Dᵀ(y/(D(h ⊛ o) + b))]/[hᵀ ⊛ Dᵀ1] from a flat start; hᵀ ⊛ Dᵀ1 = 1 for a PSF of
     unit sum with periodic convolution on the mirror-padded frame (``pad_px`` WF pixels). Each
-    returned image is convolved with h_SIM and cropped: float32 (2Y, 2X), e⁻ per GT pixel.
+    returned image is filtered by the nominal H_SIM (unless ``sim_filter`` is False: the raw RL
+    object) and cropped: float32 (2Y, 2X), e⁻ per GT pixel.
     """
     _check_optics(pixel_size_um, na, wavelength_um)
     steps = sorted({int(c) for c in checkpoints})
@@ -159,8 +169,7 @@ def richardson_lucy_iterates(
     shape = (2 * y.shape[0], 2 * y.shape[1])
     gt_px = pixel_size_um / 2.0
     h = airy_otf(shape, gt_px, na, wavelength_um, rfft=True)
-    fwhm = sim_fwhm_um(na, wavelength_um) if gt_fwhm_um is None else gt_fwhm_um
-    h_sim = gaussian_otf(shape, gt_px, fwhm, rfft=True)
+    h_sim = nominal_sim_otf(shape, gt_px, na, wavelength_um, rfft=True) if sim_filter else 1.0
     obj = np.full(shape, max(float(np.mean(y)) - b, 1e-3) / 4.0)
     crop = (
         slice(2 * pad_px, 2 * pad_px + 2 * e.shape[0]),
@@ -189,7 +198,7 @@ def richardson_lucy_sr(
 ) -> np.ndarray:
     """Richardson–Lucy SR after ``iterations`` steps; float32 (2Y, 2X) e⁻ per GT pixel.
 
-    ``options``: ``offset_adu``, ``gain_adu_per_e``, ``gt_fwhm_um``, ``background_e`` (None:
+    ``options``: ``offset_adu``, ``gain_adu_per_e``, ``background_e`` (None:
     :func:`estimate_background`), ``pad_px``; see :func:`richardson_lucy_iterates`.
     """
     return richardson_lucy_iterates(
@@ -219,7 +228,6 @@ def physics_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
         "wavelength_um": float(metadata["wavelength_um"]),
         "offset_adu": float(camera.get("offset_adu", 100.0)),
         "gain_adu_per_e": float(camera.get("gain_adu_per_e", 2.0)),
-        "gt_fwhm_um": metadata.get("gt_fwhm_um"),
     }
 
 
