@@ -26,8 +26,8 @@ from scipy import ndimage  # noqa: E402
 
 from napari_cvdm.physics.camera import CameraModel, background_map, expose, photon_scale  # noqa
 from napari_cvdm.physics.fluorescence import form_images, simulate_sr_pair  # noqa: E402
-from napari_cvdm.physics.points import cell_envelope, points_to_px, splat_bilinear  # noqa: E402
 from napari_cvdm.physics.otf import NOMINAL_SIM, Optics  # noqa: E402
+from napari_cvdm.physics.points import cell_envelope, points_to_px, splat_bilinear  # noqa: E402
 from napari_cvdm.physics.qpi import simulate_qpi_stack  # noqa: E402
 from napari_cvdm.physics.sr_baselines import physics_from_metadata, run_sr_baseline  # noqa
 from napari_cvdm.physics.structures import STRUCTURE_NAMES, generate_structure  # noqa: E402
