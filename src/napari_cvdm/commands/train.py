@@ -166,7 +166,7 @@ def check_outputs(config: Any, overwrite: bool) -> None:
     folder is writable with room for a checkpoint."""
     from pathlib import Path
 
-    from ..fsutil import check_writable_folder, refuse_existing
+    from ..fsutil import check_writable_folder, refuse_existing, sweep_stale
     from ..workflows.train import checkpoint_path_for
     from ..workflows.train_log import log_paths
 
@@ -182,6 +182,7 @@ def check_outputs(config: Any, overwrite: bool) -> None:
     need = 4 * Path(config.base_model).stat().st_size if protected and config.base_model else 0
     for path in {output.parent, checkpoint.parent, Path(csv_path).parent}:
         check_writable_folder(path, "the training output folder", need_bytes=need)
+        sweep_stale(path)  # checkpoint/log temp files of runs killed with SIGKILL
 
 
 def _format_time(seconds: float) -> str:
