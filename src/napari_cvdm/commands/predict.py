@@ -59,6 +59,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--steps", type=int, default=20, help="reverse diffusion steps (default 20)"
     )
     parser.add_argument("--sampler", choices=("ancestral", "ddim"), default="ancestral")
+    parser.add_argument(
+        "--raw-std",
+        action="store_true",
+        help="write the raw multi-sample std instead of the model's calibrated std",
+    )
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -286,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         tile=args.tile,
+        raw_std=bool(getattr(args, "raw_std", False)),
     ).validate()
     threads = resolve_threads(getattr(args, "threads", "auto"))
     if args.pixel_size is not None and not args.pixel_size > 0:

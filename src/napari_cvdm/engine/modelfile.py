@@ -9,6 +9,7 @@ metadata holds one JSON document under the key ``"napari_cvdm"``::
      "normalization": {...}          # napari_cvdm.normalization.sr_rule() / qpi_rule()
      "physics": {...}                # pixel sizes (µm), upscale, wavelength_um, na; QPI: dz_um
      "training": {...}               # data, steps, date, code version, ...
+     "calibration": {...}            # optional: std calibration (workflows/calibration.py)
      "weights": {"dtype": "float16" | "float32", "sha256": digest of the stored tensors,
                  "digest_version": 2, "header_sha256": digest of the whole header}}
 
@@ -61,7 +62,7 @@ _REQUIRED = {
     "physics": dict,
     "training": dict,
 }
-_OPTIONAL = {"weights": dict}
+_OPTIONAL = {"weights": dict, "calibration": dict}
 #: condition/target channels each task needs (None: any)
 #: (condition, target) channels by task; QPI: 3 with the TIE prior channel, 2 without (checked
 #: against the normalisation rule below)

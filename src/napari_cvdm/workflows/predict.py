@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .calibration import std_scale
 from .events import Finished, PartialResult, Progress
 from .task_adapters import make_adapter, upsample_condition
 
@@ -62,6 +63,8 @@ class ReconstructionParams:
     tile_overlap: int | None = None
     t_star: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
     group_size: int | None = None
+    #: False: multiply the std by the model's calibration scale (workflows/calibration.py)
+    raw_std: bool = False
 
     def validate(self) -> ReconstructionParams:
         """Check ranges; raises ``InputError`` naming the bad parameter."""
@@ -232,6 +235,8 @@ def _run(
     frames = adapter.frames
     total = frames * params.n_samples * params.steps  # sample-steps
     meta = {**_provenance(adapter, loaded, params, device), "input_name": input_name}
+    std_factor = std_scale(loaded.metadata, raw=params.raw_std)
+    meta["std_calibration"] = {"scale": std_factor, "raw": params.raw_std}
     mean = np.zeros(adapter.output_shape, np.float32)
     std = np.zeros(adapter.output_shape, np.float32)
     k = len(params.t_star)
@@ -259,7 +264,7 @@ def _run(
                     continue
                 stats.add(prep.to_physical(event))
                 mean[where] = stats.mean
-                std[where] = stats.std
+                std[where] = stats.std * std_factor
                 meta["samples_done"] = stats.n
                 yield PartialResult(
                     mean.copy(), std.copy(), stats.n, params.n_samples, index, frames
