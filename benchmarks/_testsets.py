@@ -3,7 +3,8 @@
 Used by ``benchmarks/baselines.py`` (classical baselines) and ``benchmarks/quality.py`` (CVDM
 against the baselines), so both score exactly the same images with the same tuned parameters.
 
-* SR (recipe SR-A, NA 1.49, λ_em 0.525 µm): test cell ``10·structure_index + level`` of
+* SR (recipe SR-B, nominal NA 1.49, λ_em 0.525 µm; the true optics of each image differ:
+  jittered, aberrated or the measured BioSR OTF, so no method knows the exact PSF): test cell ``10·structure_index + level`` of
   :data:`STRUCTURE_NAMES` × :data:`SR_PHOTONS`; image ``i`` of a cell is drawn with
   ``default_rng([seed, cell, i])``. Validation: cell ``100 + level``, structures at equal odds.
 * QPI (recipe QPI-A, λ 0.521 µm, Δx 0.21 µm, dz ±1 µm): test cell ``10·family_index + level``
@@ -50,7 +51,7 @@ __all__ = [
 
 TEST_SEED = 2024
 VAL_SEED = 1
-SR_PHOTONS = (50.0, 500.0, 5000.0)  # foreground mean N_fg, e⁻/px
+SR_PHOTONS = (100.0, 500.0, 1500.0, 5000.0)  # foreground mean N_fg, e⁻/px
 SR_MIDDLE = 500.0
 SR_NA = 1.49
 SR_WAVELENGTH_UM = 0.525

@@ -1,6 +1,6 @@
 """Classical baselines on seeded simulated test sets: metrics table and time per image.
 
-SR (recipe SR-A): 4 structures × 3 photon levels (N_fg e⁻/px) × ``--n`` images; baselines
+SR (recipe SR-B): 4 structures × 4 photon levels (N_fg e⁻/px) × ``--n`` images; baselines
 bicubic, Wiener (K) and Richardson–Lucy with binning (iterations). QPI (recipe QPI-A, 256² px,
 λ 0.521 µm, Δx 0.21 µm, dz ±1 µm): 3 phase families × 3 noise levels × ``--n`` images; baselines
 FFT-Tikhonov TIE, US-TIE and weak-object CTF inversion (α).
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if args.task in ("sr", "both"):
         report["sr"] = run_sr(args.n, args.n_val, args.seed, args.val_seed)
-        print("### SR baselines (recipe SR-A, NA 1.49, λ 0.525 µm, 128² → 256²)\n")
+        print("### SR baselines (recipe SR-B, nominal NA 1.49, λ 0.525 µm, 128² → 256²)\n")
         print(sr_tables(report["sr"]) + "\n")
     if args.task in ("qpi", "both"):
         report["qpi"] = run_qpi(args.n, args.n_val, args.seed, args.val_seed)

@@ -4,7 +4,7 @@ The images are the seeded test sets of ``benchmarks/baselines.py`` (shared throu
 ``benchmarks/_testsets.py``). The baseline parameters are tuned on the validation sets in the
 same way, or taken from a baselines JSON with ``--baseline-params``.
 
-* **SR** (recipe SR-A, NA 1.49, λ 0.525 µm, 128² widefield → 256²): PSNR/SSIM in the DL-SR
+* **SR** (recipe SR-B, nominal NA 1.49, λ 0.525 µm, 128² widefield → 256²): PSNR/SSIM in the DL-SR
   convention (``metrics.sr_metrics``: each image min–max to [0, 1]) of the mean of ``--samples``
   CVDM samples, next to bicubic, Wiener and Richardson–Lucy, per structure and photon level.
   Headline: the mean over structures at N_fg = 500 e⁻/px and CVDM − RL (target ≥ +2 dB).

@@ -66,3 +66,24 @@ def test_predict_multiplies_the_std_by_the_calibration_scale():
     np.testing.assert_allclose(outs[(4.0, True)].std, base, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(outs[(4.0, False)].mean, outs[(None, False)].mean, rtol=1e-4, atol=1e-4)
     assert outs[(4.0, False)].metadata["std_calibration"] == {"scale": 4.0, "raw": False}
+
+
+def test_fit_model_calibration_covers_its_validation_errors():
+    from napari_cvdm.engine.registry import make_untrained_model
+    from napari_cvdm.physics.fluorescence import simulate_sr_pair
+    from napari_cvdm.workflows.calibration import fit_model_calibration
+
+    model = make_untrained_model("sr", "tiny", seed=0)
+    rng = np.random.default_rng(2)
+    pairs = []
+    for _ in range(2):
+        s = simulate_sr_pair(rng, size=16, photons=500)
+        pairs.append((s.widefield, s.target))
+    scale, pooled = fit_model_calibration(model, pairs, n_samples=2, steps=2, border=2)
+    assert scale > 0
+    e, s = pooled["errors"], pooled["stds"]
+    assert e.shape == s.shape == (2 * 28 * 28,)
+    spread = s > 0  # an untrained net clamps some pixels to the same value in every sample
+    assert spread.mean() > 0.5
+    covered = np.abs(e[spread]) <= 2 * scale * s[spread] * np.sqrt(1 + 1 / 2)
+    assert covered.mean() == pytest.approx(COVERAGE, abs=0.01)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["COVERAGE", "calibration_record", "fit_std_scale", "std_scale"]
+__all__ = ["COVERAGE", "calibration_record", "fit_model_calibration", "fit_std_scale", "std_scale"]
 
 #: the ±2σ coverage a calibrated std should reach (normal 2σ)
 COVERAGE = 0.954
@@ -75,3 +75,41 @@ def std_scale(metadata: dict[str, Any], raw: bool = False) -> float:
     scale = record.get("scale", 1.0)
     ok = isinstance(scale, int | float) and not isinstance(scale, bool) and scale > 0
     return float(scale) if ok and np.isfinite(scale) else 1.0
+
+
+def fit_model_calibration(
+    model: Any,
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    n_samples: int = 8,
+    steps: int = 16,
+    seed: int = 0,
+    border: int = 8,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Fit a model's std scale on validation ``pairs`` of (input, ground truth).
+
+    Each input is reconstructed with ``n_samples`` × ``steps`` (raw std), its mean and std are
+    put on the ground truth's scale by the least-squares affine map of the mean to the ground
+    truth (SR intensities are relative), and :func:`fit_std_scale` is fitted on all pixels
+    except a ``border``. Returns the scale and the pooled ``errors``/``stds`` (1-D float64).
+    """
+    from .events import Finished
+    from .predict import ReconstructionParams, reconstruct
+
+    params = ReconstructionParams(
+        n_samples=n_samples, steps=steps, seed=seed, device="cpu", raw_std=True
+    )
+    errors, stds = [], []
+    for image, truth in pairs:
+        result = None
+        for event in reconstruct(image, model, params):
+            if isinstance(event, Finished):
+                result = event.result
+        mean, std = result.mean.astype(np.float64), result.std.astype(np.float64)
+        gt = np.asarray(truth, np.float64)
+        crop = (slice(border, -border or None), slice(border, -border or None))
+        mean, std, gt = mean[crop], std[crop], gt[crop]
+        a, c = np.polyfit(mean.ravel(), gt.ravel(), 1)
+        errors.append((a * mean + c - gt).ravel())
+        stds.append((abs(a) * std).ravel())
+    e, s = np.concatenate(errors), np.concatenate(stds)
+    return fit_std_scale(e, s, n_samples), {"errors": e, "stds": s}
