@@ -247,7 +247,7 @@ def test_synthetic_data_from_the_config(tmp_path):
     events = list(train(config))
     meta = read_metadata(events[-1].result)
     assert meta["training"]["data"]["source"] == "synthetic"
-    assert meta["training"]["data"]["recipe"] == "SR-A"
+    assert meta["training"]["data"]["recipe"] == "SR-B"
     assert meta["normalization"]["input"]["offset_adu"] == 100.0
 
 

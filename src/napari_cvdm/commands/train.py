@@ -104,6 +104,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--fp16", action="store_true", help="store the model's weights in float16 (half the size)"
     )
     parser.add_argument(
+        "--sr-prior",
+        choices=("none", "rl"),
+        default="none",
+        help="SR: condition on the Richardson–Lucy estimate (nominal optics) and learn its "
+        "correction (rl), or on the widefield alone (none, default)",
+    )
+    parser.add_argument(
         "--patches-per-frame",
         type=int,
         default=1,
@@ -265,6 +272,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
             if key.startswith("physics_") and value is not None
         },
         patches_per_frame=args.patches_per_frame,
+        sr_prior=args.sr_prior == "rl",
         synthetic_overrides=_sim_options(args.sim),
         command="napari-cvdm train " + " ".join(shlex.quote(a) for a in _argv_of(args)),
     )

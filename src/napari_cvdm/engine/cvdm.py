@@ -19,7 +19,7 @@ from . import schedule as sch
 from .schedule import LambdaNet, MonotoneRho
 from .unet import UNET_PRESETS, UNet, count_parameters
 
-__all__ = ["CVDM", "CVDMConfig", "count_parameters", "noise_level_map"]
+__all__ = ["CVDM", "CVDMConfig", "count_parameters", "insert_condition_channel", "noise_level_map"]
 
 #: Rate-map (λ) network architecture by preset; it runs once per image, so it stays small.
 LAMBDA_PRESETS: dict[str, dict] = {
@@ -337,3 +337,29 @@ class CVDM(nn.Module):
             out[f"gamma_{name}"] = torch.stack([sch.gamma(values, r).mean() for r in rho])
             out[f"beta_{name}"] = drho * values.mean()
         return out
+
+
+def insert_condition_channel(model: CVDM, index: int = 0) -> CVDM:
+    """A copy of ``model`` that takes one more condition channel, inserted at ``index``.
+
+    The new channel's input weights (denoiser stem and λ-network stem) are zero, so the copy
+    computes exactly what ``model`` computes from the other channels: a warm start for adding
+    a physics prior channel to a trained model. Returns a new float32 :class:`CVDM`.
+    """
+    c = model.config
+    if not 0 <= index <= c.condition_channels:
+        raise ValueError(f"index must be in [0, {c.condition_channels}], got {index}")
+    config = CVDMConfig.from_dict({**c.to_dict(), "condition_channels": c.condition_channels + 1})
+    widened = CVDM(config)
+    state = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+    # input channels of the two stems: denoiser [y_t, x, level], λ network [x]
+    for key, offset in (
+        ("denoiser.stem.weight", c.target_channels),
+        ("lambda_net.unet.stem.weight", 0),
+    ):
+        weight = state[key]
+        at = offset + index
+        zeros = weight.new_zeros(weight.shape[0], 1, *weight.shape[2:])
+        state[key] = torch.cat([weight[:, :at], zeros, weight[:, at:]], dim=1)
+    widened.load_state_dict(state, strict=True)
+    return widened

@@ -63,10 +63,9 @@ _REQUIRED = {
     "training": dict,
 }
 _OPTIONAL = {"weights": dict, "calibration": dict}
-#: condition/target channels each task needs (None: any)
-#: (condition, target) channels by task; QPI: 3 with the TIE prior channel, 2 without (checked
-#: against the normalisation rule below)
-_TASK_CHANNELS = {"sr": (1, 1), "qpi": (None, 1), "prior": (0, None)}
+#: (condition, target) channels by task (None: checked against the normalisation rule below:
+#: SR 2 with the RL prior channel, 1 without; QPI 3 with the TIE prior channel, 2 without)
+_TASK_CHANNELS = {"sr": (None, 1), "qpi": (None, 1), "prior": (0, None)}
 #: physical parameters each task must record (positive numbers, µm / dimensionless)
 _TASK_PHYSICS = {
     "sr": ("pixel_size_um", "upscale", "wavelength_um", "na"),
@@ -152,11 +151,13 @@ def validate_metadata(meta: Any) -> dict[str, Any]:
         validate_rule(meta["normalization"], task)
     except ValueError as exc:
         raise ModelFileError(f"invalid normalisation rule: {exc}; {_FIX}") from None
-    if task == "qpi":
-        want = 3 if meta["normalization"].get("prior") else 2
+    if task in ("sr", "qpi"):
+        has_prior = bool(meta["normalization"].get("prior"))
+        want = {"sr": 1, "qpi": 2}[task] + int(has_prior)
         if arch["condition_channels"] != want:
+            kind = {"sr": "an RL", "qpi": "a TIE"}[task]
             raise ModelFileError(
-                f"a qpi model {'with' if want == 3 else 'without'} a TIE prior needs "
+                f"a {task} model {'with' if has_prior else 'without'} {kind} prior needs "
                 f"architecture.condition_channels = {want}, got {arch['condition_channels']}; "
                 f"{_FIX}"
             )
@@ -343,8 +344,7 @@ def _check_stored_values(tensors: dict[str, Any], meta: dict[str, Any], name: st
             continue
         if want is not None and str(t.dtype).removeprefix("torch.") != want:
             raise ModelFileError(
-                f"tensor {key} of {name} is stored as {t.dtype}, but the header says {want}; "
-                f"{_FIX}"
+                f"tensor {key} of {name} is stored as {t.dtype}, but the header says {want}; {_FIX}"
             )
         if not bool(torch.isfinite(t).all()):
             raise ModelFileError(

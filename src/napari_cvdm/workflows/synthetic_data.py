@@ -29,14 +29,28 @@ _VALIDATION_STREAM = 0x5EED_0FF5  # distinct from every (seed, step, rank) train
 
 
 def _simulate(
-    task: str, rng: np.random.Generator, overrides: dict[str, Any]
+    task: str, rng: np.random.Generator, overrides: dict[str, Any], sr_prior: bool = False
 ) -> tuple[PreparedPair, Any]:
-    """One simulated frame pair, normalised like inference inputs; returns it and the metadata."""
+    """One simulated frame pair, normalised like inference inputs; returns it and the metadata.
+
+    ``sr_prior``: the SR condition carries the RL prior computed with the sample's *nominal*
+    optics (what a user would state; the true optics differ, as on a real microscope)."""
     if task == "sr":
         from ..physics.fluorescence import simulate_sr_pair
 
         sample = simulate_sr_pair(rng, **overrides)
-        return prepare_sr_pair(sample.widefield, sample.target, "synthetic"), sample.metadata
+        md = sample.metadata
+        optics = (
+            {
+                "pixel_size_um": float(md["widefield_pixel_size_um"]),
+                "na": float(md["na"]),
+                "wavelength_um": float(md["wavelength_um"]),
+            }
+            if sr_prior
+            else None
+        )
+        pair = prepare_sr_pair(sample.widefield, sample.target, "synthetic", prior_optics=optics)
+        return pair, md
     from ..normalization import defocus_number
     from ..physics.qpi import simulate_qpi_stack
 
@@ -97,12 +111,13 @@ class SyntheticPairs:
     patches_per_frame: int = 1
     physics: dict[str, float] = field(default_factory=dict)
     description: dict[str, Any] = field(default_factory=dict)
+    sr_prior: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in ("sr", "qpi"):
             raise InputError(f"task must be 'sr' or 'qpi', got {self.task!r}")
         self._validation: dict[tuple[int, int], PairBatch] = {}
-        recipe = "SR-A" if self.task == "sr" else "QPI-A"
+        recipe = "SR-B" if self.task == "sr" else "QPI-A"
         self.description = {
             "source": "synthetic",
             "recipe": recipe,
@@ -116,7 +131,7 @@ class SyntheticPairs:
             raise InputError(f"patches_per_frame must be >= 1, got {self.patches_per_frame}")
         conditions, targets = [], []
         while len(targets) < batch:
-            pair, _meta = _simulate(self.task, rng, self.overrides)
+            pair, _meta = _simulate(self.task, rng, self.overrides, self.sr_prior)
             if patch > min(pair.target.shape[-2:]):
                 raise InputError(
                     f"patch size {patch} is larger than the simulated frames "
@@ -135,7 +150,7 @@ class SyntheticPairs:
             rng = np.random.default_rng([int(self.seed), _VALIDATION_STREAM])
             pairs, metas = [], []
             for _ in range(count):
-                pair, meta = _simulate(self.task, rng, self.overrides)
+                pair, meta = _simulate(self.task, rng, self.overrides, self.sr_prior)
                 pairs.append(pair)
                 metas.append(meta)
             side = min(patch, *(min(p.target.shape[-2:]) for p in pairs))
@@ -157,6 +172,6 @@ class SyntheticPairs:
         if not self.physics:
             rng = np.random.default_rng([int(self.seed), _VALIDATION_STREAM])
             self.physics = _physics_from(
-                self.task, dict(_simulate(self.task, rng, self.overrides)[1])
+                self.task, dict(_simulate(self.task, rng, self.overrides, self.sr_prior)[1])
             )
         return self.physics

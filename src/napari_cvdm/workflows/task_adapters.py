@@ -28,9 +28,9 @@ from ..normalization import (
     denormalize,
     fit_input_norm,
     model_to_phase,
-    normalize_input,
     qpi_condition,
     qpi_contrast,
+    sr_condition,
 )
 
 __all__ = [
@@ -128,6 +128,7 @@ class SRAdapter:
         self.percentiles = (float(rule["p_low"]), float(rule["p_high"]))
         self.resample_method = resample_method
         self.residual = bool(metadata["architecture"].get("residual", False))
+        self.rule = metadata["normalization"]
         self.lead = self.image.shape[:-2]
         self.factor = 1.0
         self.optics: dict[str, Any] = {
@@ -180,13 +181,26 @@ class SRAdapter:
     def frames(self) -> int:
         return math.prod(self.lead)
 
+    def prior_optics(self) -> dict[str, float]:
+        """Optics of the (resampled) frames for the RL prior: the stated NA/λ (else the model's)
+        at the pixel size the frames have after resampling (else the model's)."""
+        p = self.physics
+        px = self.optics.get("pixel_size_um")
+        return {
+            "pixel_size_um": float(px) / self.factor if px else float(p["pixel_size_um"]),
+            "na": float(self.optics.get("na") or p["na"]),
+            "wavelength_um": float(self.optics.get("wavelength_um") or p["wavelength_um"]),
+        }
+
     def prepare(self, index: int) -> PreparedFrame:
-        """Frame ``index`` (C order over the leading axes) as a model condition (1, 2Y', 2X')."""
+        """Frame ``index`` (C order over the leading axes) as a model condition (C_x, 2Y', 2X'):
+        ``[widefield ×2]``, or ``[RL prior, widefield ×2]`` for models with the RL prior."""
         idx = np.unravel_index(index, self.lead) if self.lead else ()
         idx = tuple(int(i) for i in idx)
         norm = self.norms[index]
         # percentiles come from the original frame: resampling is linear, so the map is the same
-        condition = upsample_condition(normalize_input(self._frame(idx), norm))[None]
+        optics = self.prior_optics() if self.rule.get("prior") else None
+        condition = sr_condition(self._frame(idx), norm, self.rule, optics)
         x_up = condition[0] if self.residual else 0.0
 
         def to_physical(samples: np.ndarray) -> np.ndarray:

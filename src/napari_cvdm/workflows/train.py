@@ -40,7 +40,7 @@ from .train_support import (
     seed_step,
     weights_digest,
 )
-from .training_data import TASK_CHANNELS
+from .training_data import TASK_CHANNELS, condition_channels
 
 __all__ = ["DEFAULT_FINETUNE_LR", "DEFAULT_LR", "TrainConfig", "checkpoint_path_for", "train"]
 
@@ -78,7 +78,9 @@ class TrainConfig:
     and ``target/``, or a ready :class:`~napari_cvdm.workflows.training_data.TrainingData`.
     ``batch`` is the global batch; ``patch`` the side of square patches on the target grid.
     ``lr`` None means 1e-4, or 3e-5 when fine-tuning from ``base_model`` (a name or path).
-    ``checkpoint`` defaults to the output path with the suffix ``.ckpt``.
+    ``checkpoint`` defaults to the output path with the suffix ``.ckpt``. ``sr_prior``: SR
+    conditions start with the Richardson–Lucy prior channel and the model learns its residual
+    (a base model without it gains the channel with zero weights).
     """
 
     task: str
@@ -113,6 +115,7 @@ class TrainConfig:
     synthetic_overrides: dict[str, Any] = field(default_factory=dict)
     patches_per_frame: int = 1
     prefetch: int = 2
+    sr_prior: bool = False
 
     def learning_rate(self) -> float:
         """The peak learning rate: ``lr`` or the default for training / fine-tuning."""
@@ -162,6 +165,8 @@ class TrainConfig:
             raise InputError(f"lr_min_fraction must be in [0, 1], got {self.lr_min_fraction}")
         if self.preset not in ("tiny", "small", "base"):
             raise InputError(f"preset must be tiny, small or base, got {self.preset!r}")
+        if self.sr_prior and self.task != "sr":
+            raise InputError("the RL prior channel is for SR models; drop --sr-prior for qpi")
         if Path(self.output).suffix != ".safetensors":
             raise InputError(f"the output model file must end in .safetensors, got {self.output}")
 
@@ -196,9 +201,11 @@ def check_resume_settings(config: TrainConfig, saved: dict[str, Any], where: Any
         )
 
 
-def _check_condition_channels(task: str, channels: Any, what: str, fix: str) -> None:
+def _check_condition_channels(
+    task: str, channels: Any, what: str, fix: str, want: int | None = None
+) -> None:
     """Refuse a model or checkpoint whose condition channels differ from the task's data."""
-    want = TASK_CHANNELS[task][0]
+    want = TASK_CHANNELS[task][0] if want is None else want
     if channels != want:
         raise InputError(
             f"{what} takes {channels} condition channels, but {task} training data now has "
@@ -252,11 +259,17 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
                 f"{config.task!r}; choose a {config.task} model to fine-tune"
             )
         model = loaded.model.float().train()
+        want = _condition_channels(config)
+        if config.sr_prior and model.config.condition_channels == want - 1:
+            from ..engine.cvdm import insert_condition_channel
+
+            model = insert_condition_channel(model, 0).train()  # the RL prior is channel 0
         _check_condition_channels(
             config.task,
             model.config.condition_channels,
             f"base model {config.base_model!r}",
             f"fine-tune a current {config.task} model or train from scratch",
+            want,
         )
         origin = {
             "base_model": loaded.name,
@@ -265,13 +278,20 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
             "base_normalization": loaded.metadata.get("normalization", {}),
         }
         return model, origin
-    cond, target = TASK_CHANNELS[config.task]
+    cond, target = _condition_channels(config), TASK_CHANNELS[config.task][1]
     torch.manual_seed(config.seed)
     # both tasks are residual: SR on the up-sampled widefield, QPI on the TIE prior channel
     arch = CVDMConfig(
         condition_channels=cond, target_channels=target, preset=config.preset, residual=True
     )
     return CVDM(arch), {}
+
+
+def _condition_channels(config: TrainConfig) -> int:
+    """C_x of the run's data: SR 1 or 2 (with the RL prior), QPI 3 ([TIE prior, c−, c+])."""
+    if config.task == "qpi":
+        return TASK_CHANNELS["qpi"][0]
+    return condition_channels("sr", config.sr_prior)
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -320,7 +340,8 @@ def train(
             config.task,
             resume.info.get("architecture", {}).get("condition_channels"),
             f"checkpoint {config.resume}",
-            "start a new run without --resume",
+            "start a new run without --resume (or match its --sr-prior)",
+            _condition_channels(config),
         )
     source = (
         data
@@ -333,6 +354,7 @@ def train(
             overrides=config.synthetic_overrides,
             patches_per_frame=config.patches_per_frame,
             physics=config.physics,
+            sr_prior=config.sr_prior,
         )
     )
     model, origin = _build_model(config, resume)

@@ -262,7 +262,10 @@ def build_metadata(
     physics.update(source.physics)
     physics.update(config.physics)
     if config.task == "sr":
-        normalization = sr_rule(offset_adu=float(physics.get("camera_offset_adu", 100.0)))
+        normalization = sr_rule(
+            offset_adu=float(physics.get("camera_offset_adu", 100.0)),
+            prior=bool(getattr(config, "sr_prior", False)),
+        )
     else:  # the TIE prior's D as used in training, for stacks of unknown optics
         normalization = qpi_rule(defocus_D=getattr(source, "defocus_D", None))
     data = source.description

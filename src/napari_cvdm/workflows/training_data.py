@@ -31,12 +31,13 @@ from ..errors import InputError
 from ..normalization import (
     defocus_number,
     fit_input_norm,
-    normalize_input,
     normalize_target_to_condition,
     phase_to_model,
     qpi_condition,
     qpi_contrast,
     qpi_rule,
+    sr_condition,
+    sr_rule,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "PairedImages",
     "PreparedPair",
     "TrainingData",
+    "condition_channels",
     "dihedral",
     "make_training_data",
     "paired_folders",
@@ -95,11 +97,20 @@ def upsample_to_target_grid(condition: np.ndarray) -> np.ndarray:
     return np.asarray(upsample_condition(np.asarray(condition, dtype=np.float32)), np.float32)
 
 
-def prepare_sr_pair(widefield: np.ndarray, target: np.ndarray, name: str = "") -> PreparedPair:
+def prepare_sr_pair(
+    widefield: np.ndarray,
+    target: np.ndarray,
+    name: str = "",
+    *,
+    prior_optics: dict[str, float] | None = None,
+) -> PreparedPair:
     """Widefield (Y, X) ADU + ground truth (2Y, 2X) → a :class:`PreparedPair`.
 
-    The camera offset cancels in the percentile map (both percentiles are offset-subtracted),
-    so none is needed here; inference stores it only to undo the map.
+    ``prior_optics`` (``pixel_size_um`` of the widefield, ``na``, ``wavelength_um``: what the
+    user of the data would state) adds the RL prior channel: condition ``[RL, widefield ×2]``
+    (:func:`~napari_cvdm.normalization.sr_condition`); without it the condition is the
+    widefield ×2 alone. The camera offset cancels in the percentile map (both percentiles are
+    offset-subtracted), so none is needed here; inference stores it only to undo the map.
     """
     widefield = np.asarray(widefield)
     target = np.asarray(target)
@@ -115,12 +126,17 @@ def prepare_sr_pair(widefield: np.ndarray, target: np.ndarray, name: str = "") -
             f"got {target.shape}; crop or resample so the grids match"
         )
     norm = fit_input_norm(widefield)
-    condition = upsample_to_target_grid(normalize_input(widefield, norm))
+    condition = sr_condition(widefield, norm, sr_rule(prior=prior_optics is not None), prior_optics)
     return PreparedPair(
-        condition=condition[None].astype(np.float32),
-        target=normalize_target_to_condition(target, condition)[None],
+        condition=condition,
+        target=normalize_target_to_condition(target, condition[-1])[None],
         name=name,
     )
+
+
+def condition_channels(task: str, prior: bool) -> int:
+    """C_x of a task's condition: SR 1 (+1 with the RL prior); QPI 2 (+1 with the TIE prior)."""
+    return {"sr": 1, "qpi": 2}[task] + int(bool(prior))
 
 
 def select_qpi_planes(stack: np.ndarray, planes: Sequence[int] | None = None) -> np.ndarray:
@@ -276,6 +292,7 @@ class PairedImages:
     qpi_planes: Sequence[int] | None = None
     physics: dict[str, float] = field(default_factory=dict)
     description: dict[str, Any] = field(default_factory=dict)
+    sr_prior: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASK_CHANNELS:
@@ -294,7 +311,7 @@ class PairedImages:
         prepared: list[PreparedPair] = []
         for x, y, name, ipx, tpx in zip(self.inputs, self.targets, names, in_px, tg_px):
             _check_pixel_sizes(self.task, name, ipx, tpx)
-            prepared.extend(self._prepare(np.asarray(x), np.asarray(y), name))
+            prepared.extend(self._prepare(np.asarray(x), np.asarray(y), name, ipx))
         known = [p for p in in_px if p]
         if known and "pixel_size_um" not in self.physics:
             self.physics = {**self.physics, "pixel_size_um": float(known[0])}
@@ -308,9 +325,24 @@ class PairedImages:
             **self.description,
         }
 
-    def _prepare(self, x: np.ndarray, y: np.ndarray, name: str) -> list[PreparedPair]:
+    def _prior_optics(self, input_px: float | None) -> dict[str, float] | None:
+        """The nominal optics of the SR RL prior (None without it): the pair's pixel size, else
+        ``physics``, else the SR recipe's defaults."""
+        if not self.sr_prior:
+            return None
+        from .train_support import DEFAULT_PHYSICS
+
+        merged = {**DEFAULT_PHYSICS["sr"], **self.physics}
+        if input_px:
+            merged["pixel_size_um"] = float(input_px)
+        return {k: float(merged[k]) for k in ("pixel_size_um", "na", "wavelength_um")}
+
+    def _prepare(
+        self, x: np.ndarray, y: np.ndarray, name: str, input_px: float | None = None
+    ) -> list[PreparedPair]:
         if self.task == "qpi":
             return [prepare_qpi_pair(x, y, name, self.qpi_planes, self.defocus_D)]
+        optics = self._prior_optics(input_px)
         if x.ndim == 3 and y.ndim == 2:
             if x.shape[0] != RAW_SIM_FRAMES:
                 raise InputError(
@@ -323,8 +355,11 @@ class PairedImages:
                 raise InputError(
                     f"SR pair {name!r}: input has {x.shape[0]} frames but target {y.shape[0]}"
                 )
-            return [prepare_sr_pair(a, b, f"{name}[{t}]") for t, (a, b) in enumerate(zip(x, y))]
-        return [prepare_sr_pair(x, y, name)]
+            return [
+                prepare_sr_pair(a, b, f"{name}[{t}]", prior_optics=optics)
+                for t, (a, b) in enumerate(zip(x, y))
+            ]
+        return [prepare_sr_pair(x, y, name, prior_optics=optics)]
 
     @property
     def defocus_D(self) -> float:
@@ -420,9 +455,11 @@ def make_training_data(
     overrides: dict[str, Any] | None = None,
     patches_per_frame: int = 1,
     physics: dict[str, float] | None = None,
+    sr_prior: bool = False,
 ) -> TrainingData:
     """The data source for ``data``: ``"synthetic"`` (:class:`SyntheticPairs`), a folder
-    (:func:`paired_folders`), or a ready source (returned as is)."""
+    (:func:`paired_folders`), or a ready source (returned as is). ``sr_prior``: SR conditions
+    carry the RL prior channel (:func:`prepare_sr_pair`)."""
     if not isinstance(data, str | os.PathLike):
         if not hasattr(data, "train_batch"):
             raise InputError(
@@ -434,7 +471,11 @@ def make_training_data(
         from .synthetic_data import SyntheticPairs
 
         return SyntheticPairs(
-            task, seed=seed, overrides=dict(overrides or {}), patches_per_frame=patches_per_frame
+            task,
+            seed=seed,
+            overrides=dict(overrides or {}),
+            patches_per_frame=patches_per_frame,
+            sr_prior=sr_prior,
         )
     folder = Path(data)
     if not folder.is_dir():
@@ -442,4 +483,10 @@ def make_training_data(
             f"training data {str(data)!r} is neither 'synthetic' nor a folder; give a folder with "
             "input/ and target/ subfolders of matching file names"
         )
-    return paired_folders(task, folder, val_fraction=val_fraction, physics=dict(physics or {}))
+    return paired_folders(
+        task,
+        folder,
+        val_fraction=val_fraction,
+        physics=dict(physics or {}),
+        sr_prior=sr_prior,
+    )
