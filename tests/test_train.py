@@ -198,6 +198,10 @@ def test_fine_tuning_from_a_model_file_with_frozen_schedule(tmp_path):
     training = read_metadata(tmp_path / "tuned.safetensors")["training"]
     assert training["base_model"] == "base" and training["freeze_schedule"] is True
     assert training["lr"] == pytest.approx(3e-5)
+    # the training budget accumulates over fine-tuning runs (2 base steps + 3 tuned steps)
+    base_training = read_metadata(base_path)["training"]
+    assert base_training["cumulative_steps"] == 2 and training["cumulative_steps"] == 5
+    assert training["cumulative_wall_time_s"] >= base_training["cumulative_wall_time_s"]
 
 
 def test_fine_tuning_task_mismatch_and_bad_settings(tmp_path):

@@ -276,6 +276,7 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
             "base_model_sha256": loaded.sha256,
             "base_physics": loaded.metadata.get("physics", {}),
             "base_normalization": loaded.metadata.get("normalization", {}),
+            "base_training": _training_totals(loaded.metadata.get("training", {})),
         }
         return model, origin
     cond, target = _condition_channels(config), TASK_CHANNELS[config.task][1]
@@ -285,6 +286,21 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
         condition_channels=cond, target_channels=target, preset=config.preset, residual=True
     )
     return CVDM(arch), {}
+
+
+def _training_totals(training: dict[str, Any]) -> dict[str, float]:
+    """Cumulative optimiser steps and wall time (s) of a model, over all the runs it went through
+    (older files record only their own run's ``steps`` and ``wall_time_s``)."""
+
+    def number(key: str, fallback: str) -> float:
+        value = training.get(key, training.get(fallback, 0))
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        return float(value) if ok else 0.0
+
+    return {
+        "cumulative_steps": number("cumulative_steps", "steps"),
+        "cumulative_wall_time_s": number("cumulative_wall_time_s", "wall_time_s"),
+    }
 
 
 def _condition_channels(config: TrainConfig) -> int:

@@ -269,6 +269,7 @@ def build_metadata(
     else:  # the TIE prior's D as used in training, for stacks of unknown optics
         normalization = qpi_rule(defocus_D=getattr(source, "defocus_D", None))
     data = source.description
+    base = origin.get("base_training", {})
     name = config.name or os.path.splitext(os.path.basename(os.fspath(config.output)))[0]
     description = config.description or (
         f"CVDM {config.task.upper()} model ({config.preset if not origin else 'fine-tuned'}) "
@@ -294,6 +295,11 @@ def build_metadata(
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "freeze_schedule": bool(config.freeze_schedule),
         "validation": {k: float(v) for k, v in validation.items()},
+        # over every run this model went through (fine-tuning adds to its base model's totals)
+        "cumulative_steps": int(base.get("cumulative_steps", 0) + steps),
+        "cumulative_wall_time_s": round(
+            float(base.get("cumulative_wall_time_s", 0.0) + wall_time_s), 1
+        ),
         "assumed_physics": assumed,
         **{k: v for k, v in origin.items() if k in ("base_model", "base_model_sha256")},
     }
