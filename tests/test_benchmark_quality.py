@@ -77,19 +77,21 @@ def test_main_writes_json_and_markdown_with_finite_numbers(quality, tiny_models,
         assert row["mae_rad"] >= 0 and all(math.isfinite(v) for v in _numbers(row))
 
     summary = report["summary"]
-    assert summary["targets"] == {"sr_delta_db": 2.0, "qpi_ratio": 0.5, "spearman": 0.4}
-    s, q, u = summary["sr"], summary["qpi"], summary["uncertainty"]
-    rl = [r["psnr"] for r in sr["rows"] if r["method"] == "rl"]
-    assert s["rl_psnr"] == pytest.approx(sum(rl) / len(rl))
-    assert s["delta_db"] == pytest.approx(s["cvdm_psnr"] - s["rl_psnr"])
+    assert summary["targets"]["sr_delta_db"] == 2.0 and summary["targets"]["spearman"] == 0.5
+    assert summary["targets"]["coverage_2sigma"] == [0.90, 0.98]
+    (s,), (q,), u = summary["sr"]["levels"], summary["qpi"]["levels"], summary["uncertainty"]
+    classical = {m: [r["psnr"] for r in sr["rows"] if r["method"] == m] for m in ("wiener", "rl")}
+    best = max(sum(v) / len(v) for v in classical.values())
+    assert s["best_psnr"] == pytest.approx(best) and s["best_classical"] in ("wiener", "rl")
+    assert s["delta_db"] == pytest.approx(s["cvdm_psnr"] - s["best_psnr"])
     assert q["best_baseline"] in ("tie", "us-tie", "ctf")
     assert q["ratio"] == pytest.approx(q["cvdm_mae_rad"] / q["best_baseline_mae_rad"])
     assert u["images"] == 7 and math.isfinite(u["spearman_mean"])
-    for flag in (s["met"], q["met"], u["met"]):
+    for flag in (s["met"], q["met"], u["met"], summary["sr"]["met"], summary["qpi"]["met"]):
         assert isinstance(flag, bool)
 
     text = md.read_text(encoding="utf-8")
-    assert "SR CVDM − RL (dB)" in text and "QPI MAE ratio CVDM / best" in text
+    assert "SR PSNR / SSIM at N_fg = 500" in text and "QPI MAE (rad) at N0=3000" in text
     assert "UNTRAINED" in text and report["command"] in text
 
 
