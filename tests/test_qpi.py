@@ -1,4 +1,4 @@
-"""Through-focus QPI simulator (recipe QPI-A)."""
+"""Through-focus QPI simulator (recipe QPI-A by name; QPI-B, the default: test_qpi_cells.py)."""
 
 import json
 
@@ -11,7 +11,7 @@ from napari_cvdm.physics.qpi import QPI_DEFAULTS, plane_offsets, simulate_qpi_st
 
 
 def test_defaults_match_cvdm_setting():
-    s = simulate_qpi_stack(np.random.default_rng(0), size=64)
+    s = simulate_qpi_stack(np.random.default_rng(0), size=64, recipe="QPI-A")
     md = s.metadata
     assert s.stack.shape == (2, 64, 64) and s.stack.dtype == np.float32
     assert s.phase.shape == (64, 64) and s.phase.dtype == np.float32
@@ -25,7 +25,7 @@ def test_defaults_match_cvdm_setting():
     assert float(s.phase.min()) == 0.0
     assert float(s.phase.max()) == pytest.approx(md["phi_max"], rel=1e-6)
     json.dumps(md)  # serialisable as written into TIFF metadata
-    assert QPI_DEFAULTS["size"] == 256
+    assert QPI_DEFAULTS["size"] == 256 and md["recipe"] == "QPI-A"
 
 
 def test_same_seed_same_sample():
@@ -50,7 +50,7 @@ def test_plane_options(planes, offsets):
 
 def test_noise_free_stack_is_the_propagated_intensity():
     rng = np.random.default_rng(1)
-    s = simulate_qpi_stack(rng, size=64, noise="none", source="cells")
+    s = simulate_qpi_stack(rng, size=64, noise="none", source="cells", recipe="QPI-A")
     field = np.exp(1j * s.phase.astype(np.float64))
     ref = np.abs(propagate_planes(field, 0.521, [-1.0, 1.0], 0.21)) ** 2
     assert np.max(np.abs(s.stack - ref)) < 1e-5
@@ -59,7 +59,9 @@ def test_noise_free_stack_is_the_propagated_intensity():
 
 def test_given_phase_uniform_gives_unit_background_and_poisson_noise():
     n0 = 1000.0
-    s = simulate_qpi_stack(np.random.default_rng(2), phase=np.full((128, 128), 0.4), photons=n0)
+    s = simulate_qpi_stack(
+        np.random.default_rng(2), phase=np.full((128, 128), 0.4), photons=n0, recipe="QPI-A"
+    )
     assert s.metadata["source"] == "given"
     assert float(s.stack.mean()) == pytest.approx(1.0, abs=0.01)
     expected_var = (n0 + 1.5**2) / n0**2  # Poisson + read noise, divided by the flat field

@@ -289,7 +289,8 @@ def test_qpi_end_to_end(viewer_widget, models, qtbot):
     prov = mean.metadata["cvdm"]
     assert prov["mode"] == "qpi" and prov["planes"] == [0, 2]
     assert prov["optics"]["dz_um"] == pytest.approx(1.0)
-    assert viewer.layers["qpi_through_focus_cvdm_gamma"].data.shape == (5, 128, 128)
+    # t* on its own axis, a singleton on the stack's z axis (tests/test_widget_follows_data.py)
+    assert viewer.layers["qpi_through_focus_cvdm_gamma"].data.shape == (5, 1, 128, 128)
 
 
 @pytest.mark.skipif(not MT_SOURCE.exists(), reason="local copy of MT.mrc not present")
@@ -473,12 +474,13 @@ def test_qpi_time_stack_gives_stacked_phase(viewer_widget, models, qtbot):
     widget.steps.value, widget.samples.value = 2, 2
     with common.recording_notifications() as seen:
         run_and_wait(qtbot, widget)
-    assert seen == []
+    (note,) = seen  # the layer has no wavelength: the model's is used, and said
+    assert note[0] == "info" and "λ 0.521 µm (model's)" in note[1]
     mean = viewer.layers["tz_cvdm"]
     assert mean.data.shape == (2, 32, 32)
     assert_allclose(mean.scale, (5.0, 0.21, 0.21))
     assert mean.axis_labels == ("t", "y", "x")
-    assert viewer.layers["tz_cvdm_gamma"].data.shape == (5, 2, 32, 32)
+    assert viewer.layers["tz_cvdm_gamma"].data.shape == (5, 1, 2, 32, 32)  # t* on its own axis
 
 
 def test_device_and_threads_persist_between_widgets(make_napari_viewer, cache):

@@ -52,7 +52,12 @@ def synthetic_sr(seed: int = SR_SEED) -> LayerData:
         "units": ("µm", "µm"),
         "axis_labels": ("y", "x"),
         "colormap": "gray",
-        "metadata": {**common, "pixel_size_um": pixel, "kind": "widefield (ADU, offset included)"},
+        "metadata": {
+            **common,
+            "pixel_size_um": pixel,
+            "kind": "widefield (ADU, offset included)",
+            "task": "sr",
+        },
     }
     gt_geometry = output_geometry(
         (pixel, pixel), sr_factor=2, units=("µm", "µm"), axis_labels=("y", "x")
@@ -98,7 +103,7 @@ def synthetic_qpi(seed: int = QPI_SEED) -> LayerData:
         "units": ("µm", "µm", "µm"),
         "axis_labels": ("z", "y", "x"),
         "colormap": "gray",
-        "metadata": {**common, "kind": "through-focus intensities, background 1"},
+        "metadata": {**common, "kind": "through-focus intensities, background 1", "task": "qpi"},
     }
     phase = {
         "name": "qpi_phase_ground_truth",

@@ -21,6 +21,7 @@ __all__ = [
     "RunButton",
     "RunState",
     "RunStatus",
+    "TRAIN_PREVIEW",
     "describe_error",
     "device_choices",
     "device_tooltip",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 CUDA_GUIDE = "https://pytorch.org/get-started/locally/"
+#: name and metadata key of the Train widget's preview layer (never a Reconstruct input)
+TRAIN_PREVIEW = "cvdm_train_preview"
 
 
 _RECORDERS: list[list[tuple[str, str]]] = []

@@ -9,7 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelHeaders", "dz_from_layer", "metadata_number", "pixel_size_um"]
+__all__ = [
+    "ModelHeaders",
+    "dz_from_layer",
+    "implied_task",
+    "metadata_number",
+    "pixel_size_um",
+]
 
 
 def metadata_number(metadata: Any, key: str) -> float | None:
@@ -50,6 +56,26 @@ def dz_from_layer(layer: Any, axis: int, lower: int, upper: int) -> float | None
     if step is not None:
         return abs(upper - lower) * step / 2
     return metadata_number(meta, "dz_um")
+
+
+def implied_task(layer: Any) -> tuple[str | None, str]:
+    """The mode a layer's metadata (or shape) calls for, and why in a few words.
+
+    ``("qpi", ...)`` for a layer whose metadata says ``task: qpi`` or holds the defocus of its
+    planes (``z_offsets_um``, ``defocus_D``) — a through-focus stack, which an SR model would
+    wrongly treat as separate widefield frames; ``("sr", ...)`` for ``task: sr`` metadata or a
+    2-D image (QPI needs planes); ``(None, "")`` when nothing says (e.g. a plain z-stack of
+    fluorescence, which SR reconstructs plane by plane).
+    """
+    meta = getattr(layer, "metadata", None) or {}
+    task = meta.get("task")
+    if task in ("sr", "qpi"):
+        return task, f"its metadata says task {task}"
+    if layer.ndim >= 3 and any(key in meta for key in ("z_offsets_um", "defocus_D")):
+        return "qpi", "its metadata gives the defocus of its planes"
+    if layer.ndim == 2:
+        return "sr", "it is a 2-D image"
+    return None, ""
 
 
 class ModelHeaders:

@@ -130,17 +130,40 @@ class OutputLayers:
         """Whether any layer of this run is in the viewer (after the first sample group)."""
         return bool(self.layers)
 
-    def _world_unit(self, ndim: int) -> str:
-        """The viewer's unit on the world axis a new leading axis of an ``ndim`` layer lands on.
+    def _t_star_layout(self, data: np.ndarray, replacing: Any) -> tuple[np.ndarray, LayerGeometry]:
+        """γ(t*, x) with t* on a world axis of its own, and its geometry.
 
-        napari aligns layers on their last axes and ignores all units (scale bar included) when
-        two layers disagree on an axis; the t* axis borrows that axis' unit (its label and the
-        metadata say what it is), or is dimensionless when the axis is new.
+        napari aligns layers on their last axes, so a (K, Y, X) γ stack beside a (Z, Y, X) input
+        would put t* on the Z slider (shown in µm). When the viewer already has as many axes as
+        the stack, singleton axes are inserted after t*: each spans the whole range of its world
+        axis (so γ shows at any Z or T) with that axis' unit and label, and t* gets a new,
+        dimensionless leading axis (the t* values are in the metadata).
         """
-        units = getattr(self.viewer.layers.extent, "units", None)
-        if units is None or len(units) < ndim:
-            return ""
-        return str(units[-ndim])
+        others = [  # the viewer's data axes, without earlier γ stacks (their own t* axis)
+            layer
+            for layer in self.viewer.layers
+            if layer is not replacing and "t_star" not in (layer.metadata or {}).get("cvdm", {})
+        ]
+        world_ndim = max((layer.ndim for layer in others), default=0)
+        geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape[1:])
+        pad = max(0, world_ndim + 1 - data.ndim)
+        if pad:
+            extent = self.viewer.layers.get_extent(others)
+            units = extent.units
+            labels = self.viewer.dims.axis_labels[-world_ndim:]
+            first = world_ndim - (data.ndim - 1) - pad  # world index of the first padded axis
+            for axis in reversed(range(first, first + pad)):
+                low, high = (float(v) for v in extent.world[:, axis])
+                step = float(extent.step[axis])
+                geometry = prepend_axis(
+                    geometry,
+                    scale=high - low + step,
+                    translate=(low + high) / 2,
+                    unit=str(units[axis]) if units is not None else "",
+                    label=str(labels[axis]),
+                )
+            data = data.reshape(data.shape[:1] + (1,) * pad + data.shape[1:])
+        return data, prepend_axis(geometry, label="t*", unit="")
 
     def _metadata(self, provenance: Mapping[str, Any]) -> dict[str, Any]:
         return {"cvdm": dict(provenance), "source_metadata": dict(self.source_metadata)}
@@ -157,17 +180,19 @@ class OutputLayers:
         t_star_axis: bool = False,
     ) -> Any:
         data = np.ascontiguousarray(data, dtype=np.float32)
-        if not t_star_axis:
-            geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape)
-        else:  # γ(t*, x): the index of t* on a leading slider axis (values in metadata)
-            geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape[1:])
-            geometry = prepend_axis(geometry, label="t*", unit=self._world_unit(data.ndim))
         name = self.names[role]
         layer = self.layers.get(role)
         if layer is not None and layer.name not in self.viewer.layers:
             layer = None  # the user deleted it during the run: add it again
         if layer is None and name in self.viewer.layers:
             layer = self.viewer.layers[name]  # re-run: update the previous result in place
+        if not t_star_axis:
+            geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape)
+        else:  # γ(t*, x): the index of t* on a leading slider axis (values in metadata)
+            data, geometry = self._t_star_layout(data, layer)
+        if layer is not None and layer.ndim != data.ndim:
+            self.viewer.layers.remove(layer)  # napari cannot change a layer's dimensionality
+            layer = None
         if layer is None:
             layer = self.viewer.add_image(
                 data,

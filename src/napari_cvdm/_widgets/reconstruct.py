@@ -27,10 +27,11 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from ..assumptions import Assumptions
 from ..engine.threads import auto_threads
 from . import common
-from .common import MODEL_EVENTS, RunButton, RunState, RunStatus
-from .inputs import ModelHeaders, dz_from_layer, metadata_number, pixel_size_um
+from .common import MODEL_EVENTS, TRAIN_PREVIEW, RunButton, RunState, RunStatus
+from .inputs import ModelHeaders, dz_from_layer, implied_task, metadata_number, pixel_size_um
 from .outputs import OutputLayers, layer_geometry, output_names
 from .reconstruct_job import (
     ReconstructionJob,
@@ -53,6 +54,8 @@ LOAD_LABEL = "Load model from file…"
 MODES = [("SR: widefield → 2× grid", "sr"), ("QPI: through-focus → phase", "qpi")]
 CURRENT, ALL = "current frame", "all frames"
 _MIN_NDIM = {"sr": 2, "qpi": 3}
+#: form fields whose value may come from the layer, the model or the user (see ``_sources``)
+_OPTICS = ("wavelength_um", "na", "offset_adu")
 
 
 def _fmt(value: float) -> str:
@@ -71,6 +74,12 @@ class ReconstructWidget(Container):
         self._touched: set[str] = set()  # fields whose GPU/CPU defaults the user overrode
         self._setting_defaults = False
         self._headers = ModelHeaders()
+        # where each optics field's value came from: "layer", "model", "user" or None (unknown)
+        self._sources: dict[str, str | None] = dict.fromkeys((*_OPTICS, "pixel_size_um", "dz_um"))
+        self._filling = False  # True while the form fills fields itself (not a user edit)
+        self._filled_for: Any = None  # the layer the optics fields were filled from
+        self._last_active: Any = None  # the active layer seen last (a new one proposes a mode)
+        self._mode_note = ""  # why the mode was switched to follow the selected layer
 
         self.mode = ComboBox(label="mode", choices=MODES, value="sr")
         self.image = ComboBox(label="image", choices=self._image_choices)
@@ -86,6 +95,13 @@ class ReconstructWidget(Container):
             label="wavelength (µm)", min=0.0, max=10.0, step=0.001, value=0.0
         )
         self.na = FloatSpinBox(label="NA", min=0.0, max=1.7, step=0.01, value=0.0)
+        self.offset_adu = FloatSpinBox(
+            label="camera offset (ADU)", min=0.0, max=65535.0, step=1.0, value=0.0
+        )
+        self.offset_adu.tooltip = (
+            "Camera offset (dark level) subtracted before normalising; from the layer's "
+            "metadata (offset_adu) when it has one, else the model's training value"
+        )
         self.focus_axis = SpinBox(label="focus axis", min=0, max=0, value=0)
         self.plane_minus = SpinBox(label="plane at −dz", min=0, max=0, value=0)
         self.plane_plus = SpinBox(label="plane at +dz", min=0, max=0, value=0)
@@ -122,6 +138,7 @@ class ReconstructWidget(Container):
                 self.pixel_size_um,
                 self.wavelength_um,
                 self.na,
+                self.offset_adu,
                 self.qpi_box,
                 self.samples,
                 self.steps,
@@ -160,9 +177,11 @@ class ReconstructWidget(Container):
         self.steps.changed.connect(lambda *_: self._touch("steps"))
         for widget in (
             self.pixel_size_um, self.wavelength_um, self.na, self.dz_um,
-            self.steps, self.tile_size, self.frames,
+            self.steps, self.tile_size, self.frames, self.offset_adu,
         ):  # fmt: skip
             widget.changed.connect(self.validate)
+        for key in (*_OPTICS, "pixel_size_um", "dz_um"):
+            getattr(self, key).changed.connect(lambda *_, key=key: self._user_set(key))
         self.status.changed.connect(self._show_status)
         viewer.layers.selection.events.active.connect(self._on_active_layer)
         self._on_active_layer()
@@ -190,11 +209,17 @@ class ReconstructWidget(Container):
         for layer in self.viewer.layers:
             if not isinstance(layer, Image) or layer.ndim < need or layer.rgb:
                 continue
-            if "cvdm" in (layer.metadata or {}):  # our own outputs are not inputs
+            if not self._is_input(layer):
                 continue
             shape = "×".join(str(s) for s in layer.data.shape)
             out.append((f"{layer.name} ({shape})", layer))
         return out
+
+    @staticmethod
+    def _is_input(layer: Any) -> bool:
+        """Our own outputs and the Train widget's preview are never inputs."""
+        meta = layer.metadata or {}
+        return "cvdm" not in meta and TRAIN_PREVIEW not in meta and layer.name != TRAIN_PREVIEW
 
     def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
         from ..engine.registry import list_models
@@ -234,14 +259,36 @@ class ReconstructWidget(Container):
         self._on_active_layer()
 
     def _on_active_layer(self, *_: Any) -> None:
-        """Follow the layer list: the active layer becomes the input when it is a valid one."""
+        """Follow the layer list: a newly selected input proposes its mode (a through-focus
+        stack → QPI, a 2-D image → SR) and becomes the picker's choice."""
+        from napari.layers import Image
+
         active = self.viewer.layers.selection.active
-        current = self.image.value
         if not self.status.idle or active is None:
             return
-        if current is not None and current.name == active.name:
+        if not isinstance(active, Image) or active.rgb or not self._is_input(active):
             return
-        for choice in self.image.choices:  # napari hands plugins proxies: compare names
+        new = active is not self._last_active
+        self._last_active = active
+        task, why = implied_task(active)
+        if new and task is not None and task != self.mode.value:
+            note = f"mode set to {task.upper()} for {active.name}: {why}"
+            self.mode.value = task  # _on_mode re-lists the layers and selects the active one
+            self._mode_note = note
+            self.validate()
+            return
+        if new:
+            self._mode_note = ""
+        self._select_active()
+
+    def _select_active(self) -> None:
+        """Make the active layer the picker's choice when it is one (napari hands plugins
+        proxies: compare names)."""
+        active = self.viewer.layers.selection.active
+        current = self.image.value
+        if active is None or (current is not None and current.name == active.name):
+            return
+        for choice in self.image.choices:
             if choice is not None and choice.name == active.name:
                 self.image.value = choice
                 return
@@ -252,8 +299,12 @@ class ReconstructWidget(Container):
             self.model.reset_choices()
 
     def _on_mode(self, *_: Any) -> None:
-        self.qpi_box.visible = self.mode.value == "qpi"
+        self._mode_note = ""
+        sr = self.mode.value == "sr"
+        self.qpi_box.visible = not sr
+        self.na.visible = self.offset_adu.visible = sr
         self.image.reset_choices()
+        self._select_active()
         self.model.reset_choices()
         self._on_image()
         self._on_model()
@@ -271,11 +322,18 @@ class ReconstructWidget(Container):
         else:
             self.image_info.value = f"{shape}, no pixel size in µm (set it below)"
         meta = layer.metadata or {}
-        self.pixel_size_um.value = px or metadata_number(meta, "pixel_size_um") or 0.0
-        for field, key in ((self.wavelength_um, "wavelength_um"), (self.na, "na")):
-            value = metadata_number(meta, key)
-            if value is not None:
-                field.value = value
+        if layer is not self._filled_for:  # another layer: nothing of the previous one stays
+            self._filled_for = layer
+            px = px or metadata_number(meta, "pixel_size_um")
+            self._fill("pixel_size_um", px or 0.0, "layer" if px else None)
+            for key in _OPTICS:
+                value = metadata_number(meta, key)
+                if key == "offset_adu":  # an offset of 0 is a real value
+                    raw = meta.get(key)
+                    ok = isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= 0
+                    value = float(raw) if ok else None
+                self._fill(key, value or 0.0, "layer" if value is not None else None)
+            self._sources["dz_um"] = None
         leading = layer.ndim - (3 if self.mode.value == "qpi" else 2)
         self.frames.enabled = leading > 0
         if self.mode.value == "qpi" and layer.ndim >= 3:
@@ -305,7 +363,10 @@ class ReconstructWidget(Container):
             layer, self.focus_axis.value, self.plane_minus.value, self.plane_plus.value
         )
         if dz:
-            self.dz_um.value = dz
+            self._fill("dz_um", dz, "layer")
+        elif self._sources["dz_um"] == "layer":  # the previous planes' dz: not these planes'
+            self._sources["dz_um"] = None
+            self._prefill_optics_from_model()
         self.validate()
 
     def _on_model(self, *_: Any) -> None:
@@ -324,22 +385,38 @@ class ReconstructWidget(Container):
             return
         self._on_model()
 
-    def _prefill_optics_from_model(self, only_missing: bool) -> None:
+    def _fill(self, key: str, value: float, source: str | None) -> None:
+        """Set a field from the layer or the model (not a user edit) and record the source."""
+        self._filling = True
+        try:
+            getattr(self, key).value = value
+        finally:
+            self._filling = False
+        self._sources[key] = source
+
+    def _user_set(self, key: str) -> None:
+        if not self._filling:
+            self._sources[key] = "user"
+
+    def _prefill_optics_from_model(self, only_missing: bool = False) -> None:
+        """Fields not given by the layer or the user take the model's value (or 0 = unknown,
+        never a stale value from another layer or model)."""
         meta = self._model_meta(self.model_path())
-        layer = self._layer()
-        layer_meta = (layer.metadata or {}) if layer is not None else {}
         if not isinstance(meta, dict):
             return
         physics = meta["physics"]
-        for field, key in ((self.wavelength_um, "wavelength_um"), (self.na, "na")):
-            from_layer = metadata_number(layer_meta, key) is not None
-            if from_layer or (only_missing and field.value > 0):
+        rule = (meta.get("normalization") or {}).get("input") or {}
+        model_values = {**physics, "offset_adu": rule.get("offset_adu")}
+        for key in (*_OPTICS, "dz_um"):
+            if self._sources[key] in ("layer", "user"):
                 continue
-            value = physics.get(key)
-            # the model's value, or 0 (unknown) rather than a stale value from another model
-            field.value = float(value) if isinstance(value, int | float) and value > 0 else 0.0
-        if self.dz_um.value <= 0 and isinstance(physics.get("dz_um"), int | float):
-            self.dz_um.value = float(physics["dz_um"])
+            if only_missing and self._sources[key] == "model":
+                continue
+            value = model_values.get(key)
+            ok = isinstance(value, int | float) and (
+                value > 0 or key == "offset_adu" and value == 0
+            )
+            self._fill(key, float(value) if ok else 0.0, "model" if ok else None)
 
     def _touch(self, name: str) -> None:
         if not self._setting_defaults:
@@ -382,6 +459,18 @@ class ReconstructWidget(Container):
                 f"{layer.name} has {layer.ndim} axes; {mode.upper()} needs at least "
                 f"{_MIN_NDIM[mode]} (choose another layer or switch mode)."
             )
+        task, why = implied_task(layer)
+        if task is not None and task != mode:
+            if task == "qpi":
+                return (
+                    f"{layer.name} is a through-focus stack ({why}): an SR model would treat its "
+                    f"{layer.data.shape[-3]} planes as separate widefield images. Switch the mode "
+                    "to QPI to reconstruct its phase."
+                )
+            return (
+                f"{layer.name} is a widefield image ({why}), not a through-focus stack: switch "
+                "the mode to SR (or pick a through-focus stack)."
+            )
         path = self.model_path()
         if path is None:
             return "No model chosen: pick a model, or choose 'Load model from file…' and a file."
@@ -422,22 +511,46 @@ class ReconstructWidget(Container):
         else:
             self.model_info.value = "" if meta is None else "cannot read this model file"
         if self.status.idle:
-            self.status_label.value = problem or self._resampling_note(meta) or "ready"
+            lines = [self._mode_note] if self._mode_note else []
+            lines.append(problem or "ready: " + "; ".join(self.assumptions().parts()))
+            self.status_label.value = "\n".join(lines)
         return problem
 
-    def _resampling_note(self, meta: Any) -> str:
-        model_px = meta["physics"].get("pixel_size_um") if isinstance(meta, dict) else None
-        px = self.pixel_size_um.value
-        if not model_px:
-            return ""
-        if px <= 0:
-            return f"pixel size unknown: assuming the model's {_fmt(model_px)} µm"
-        if abs(px / model_px - 1) > 0.02:
-            return (
-                f"input pixel {_fmt(px)} µm ≠ model's {_fmt(model_px)} µm: "
-                "the input will be resampled to the model's PSF width in pixels"
-            )
-        return ""
+    def assumptions(self) -> Assumptions:
+        """What a run with the current form would assume, and where each value comes from."""
+        meta = self._model_meta(self.model_path())
+        physics = meta["physics"] if isinstance(meta, dict) else {}
+        src = self._sources
+
+        def value(key: str) -> float | None:
+            return getattr(self, key).value if src[key] is not None else None
+
+        return Assumptions(
+            task=self.mode.value,
+            model_physics=physics,
+            pixel_size_um=self.pixel_size_um.value or None,
+            pixel_source=src["pixel_size_um"],
+            na=value("na"),
+            na_source=src["na"],
+            wavelength_um=value("wavelength_um"),
+            wavelength_source=src["wavelength_um"],
+            offset_adu=value("offset_adu"),
+            offset_source=src["offset_adu"],
+            dz_um=value("dz_um"),
+            dz_source=src["dz_um"],
+        )
+
+    def assumed_defaults(self) -> str | None:
+        """The assumptions worth a notification at Run (a default the user may not know: no
+        pixel size, the model's offset or optics, resampling), or None."""
+        a = self.assumptions()
+        told = (
+            (a.pixel_size_um is None and a.model_physics.get("pixel_size_um"))
+            or a.resample_factor != 1.0
+            or (a.task == "sr" and "model" in (a.offset_source, a.na_source, a.wavelength_source))
+            or (a.task == "qpi" and "model" in (a.wavelength_source, a.dz_source))
+        )
+        return a.line(self._layer().name) if told else None
 
     def _show_status(self) -> None:
         status = self.status
@@ -467,9 +580,8 @@ class ReconstructWidget(Container):
         options: dict[str, Any] = {"input_name": layer.name, "pixel_size_um": px}
         if mode == "sr":
             options.update(na=self.na.value or None, wavelength_um=self.wavelength_um.value or None)
-            offset = (layer.metadata or {}).get("offset_adu")
-            if isinstance(offset, int | float):
-                options["offset_adu"] = float(offset)
+            if self._sources["offset_adu"] is not None:
+                options["offset_adu"] = float(self.offset_adu.value)
         else:
             options.update(
                 focus_axis=focus,
@@ -557,6 +669,7 @@ class ReconstructWidget(Container):
             mode=self.mode.value,
             provenance=provenance,
             description=f"CVDM {self.mode.value.upper()}: {layer.name}",
+            assumed=self.assumed_defaults(),
         )
         self.last_run.start()
 

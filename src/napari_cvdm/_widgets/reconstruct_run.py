@@ -26,7 +26,9 @@ class ReconstructionRun:
     """The worker, progress bar and output layers of one Run (main-thread object).
 
     ``provenance`` holds what the widget adds to the workflow's provenance (input name, frame
-    selection, QPI NA); ``description`` labels the progress bar.
+    selection, QPI NA); ``description`` labels the progress bar; ``assumed`` (the defaults the
+    run used that the user may not know: no pixel size, the model's offset or optics, a
+    resampling factor) is notified once with the result.
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class ReconstructionRun:
         mode: str,
         provenance: dict[str, Any],
         description: str,
+        assumed: str | None = None,
     ) -> None:
         self.job = job
         self.outputs = outputs
@@ -44,6 +47,7 @@ class ReconstructionRun:
         self.mode = mode
         self.extra_provenance = dict(provenance)
         self.description = description
+        self.assumed = assumed
         self.worker: Any = None
         self.aborted = False
         self.failed: BaseException | None = None
@@ -108,14 +112,8 @@ class ReconstructionRun:
             rec = event.result
             provenance = self._provenance(dict(rec.metadata))
             self.outputs.finish(rec.mean, rec.std, rec.schedule, rec.gamma, rec.t_star, provenance)
-            factor = float(rec.metadata.get("resample_factor") or 1.0)
-            if abs(factor - 1.0) > 1e-6:
-                common.notify(
-                    f"The input was resampled by ×{factor:.3f} to match the model's PSF width in "
-                    "pixels (its training pixel size and optics); the output grid is set "
-                    "accordingly.",
-                    "info",
-                )
+            if self.assumed:  # with the result, so a failed run gives only its error
+                common.notify(f"Assumed for {self.assumed}", "info")
         elif isinstance(event, JobFailed):
             self.failed = event.error
             common.notify(common.describe_error(event.error), "error")

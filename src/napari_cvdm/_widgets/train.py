@@ -36,7 +36,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from ..errors import UserError
-from .common import MODEL_EVENTS, notify
+from .common import MODEL_EVENTS, TRAIN_PREVIEW, notify
 from .train_plot import LossPlot
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PREVIEW_LAYER", "TrainWidget"]
 
-PREVIEW_LAYER = "cvdm_train_preview"
+PREVIEW_LAYER = TRAIN_PREVIEW
 SCRATCH = "(new model from scratch)"
 SOURCES = ("layers", "folder", "synthetic")
 
@@ -430,7 +430,13 @@ class TrainWidget(QWidget):
         if PREVIEW_LAYER in self.viewer.layers:
             self.viewer.layers[PREVIEW_LAYER].data = data
         else:
-            self.viewer.add_image(data, name=PREVIEW_LAYER, colormap="gray", contrast_limits=(0, 1))
+            self.viewer.add_image(
+                data,
+                name=PREVIEW_LAYER,
+                colormap="gray",
+                contrast_limits=(0, 1),
+                metadata={TRAIN_PREVIEW: "the Train widget's validation preview"},
+            )
 
     def _on_error(self, exc: BaseException) -> None:
         if isinstance(exc, UserError | FloatingPointError):

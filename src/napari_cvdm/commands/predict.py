@@ -176,6 +176,32 @@ def _task_options(args: argparse.Namespace, task: str, pixel_size: float | None)
     return {k: v for k, v in opts.items() if v is not None}
 
 
+def _assumptions(
+    args: argparse.Namespace,
+    task: str,
+    model_metadata: Any,
+    path: str,
+    meta: Any,
+    raw_sim: bool,
+    adapter: Any,
+) -> str:
+    """The one ``note`` line of an input: pixel size, optics, offset, raw SIM, resampling."""
+    from ..assumptions import for_file
+
+    return for_file(
+        task,
+        model_metadata,
+        meta,
+        pixel_size_um=args.pixel_size,
+        na=getattr(args, "na", None),
+        wavelength_um=args.wavelength,
+        offset_adu=getattr(args, "offset", None),
+        dz_um=getattr(args, "dz", None),
+        raw_sim=raw_sim,
+        applied_factor=getattr(adapter, "factor", None),
+    ).line(os.path.basename(path), cli=True)
+
+
 def _read(
     path: str, pixel_size: float | None, task: str | None = None, raw_sim: bool = False
 ) -> tuple[Any, float | None, Any]:
@@ -308,13 +334,14 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. validate every input (and the output names) before writing anything
     stems: dict[str, str] = {}
+    notes: list[str] = []
     for path in args.inputs:
         stem = image_stem(path) or Path(path).stem
         if stem in stems:
             raise InputError(f"{path} and {stems[stem]} would both write {stem}_*.tif; rename one")
         stems[stem] = path
         with print_warnings(sys.stderr, prefix):
-            array, pixel_size, _ = _read(path, args.pixel_size, task, raw_sim)
+            array, pixel_size, file_meta = _read(path, args.pixel_size, task, raw_sim)
         check_job(
             task,
             array.shape,
@@ -324,13 +351,18 @@ def run(args: argparse.Namespace) -> int:
             name=path,
         )
         with print_warnings(sys.stderr, prefix):
-            make_adapter(task, array, loaded.metadata, **_task_options(args, task, pixel_size))
-        del array
+            adapter = make_adapter(
+                task, array, loaded.metadata, **_task_options(args, task, pixel_size)
+            )
+        notes.append(_assumptions(args, task, loaded.metadata, path, file_meta, raw_sim, adapter))
+        del array, adapter
     folder = Path(args.output_dir)
     outputs = [folder / f"{stem}_{suffix}.tif" for stem in stems for suffix in OUTPUTS]
     refuse_existing(outputs, args.inputs, getattr(args, "overwrite", False))
     folder = check_output_dir(folder)
     sweep(folder)  # what killed runs left here
+    for note in notes:  # once every input and the folder passed: one line per input
+        print(f"{prefix}: note: {note}", file=sys.stderr)
 
     # 2. reconstruct and write, one input at a time
     for stem, path in stems.items():

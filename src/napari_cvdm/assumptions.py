@@ -1,0 +1,189 @@
+"""What a reconstruction assumes about its input, said in one line (CLI and widgets alike).
+
+A microscopist must never be surprised by a silent default: when the file has no pixel size,
+when the camera offset or the optics come from the model, when an image is resampled to the
+model's PSF width, or when raw SIM frames are averaged, the CLI prints one ``note`` line per
+input and the Reconstruct widget shows the same words before Run and in a notification at Run.
+
+Pure functions on plain values. No torch, Qt or napari.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Assumptions", "for_file", "sr_resample_factor"]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def sr_resample_factor(
+    physics: Mapping[str, Any],
+    pixel_size_um: float | None,
+    na: float | None = None,
+    wavelength_um: float | None = None,
+) -> float:
+    """The zoom an SR model applies to an input of ``pixel_size_um`` (1.0: none).
+
+    The same rule as ``workflows.task_adapters.SRAdapter``: the input is resampled so that its
+    widefield PSF is as wide in pixels as in the model's training data; missing NA/λ are the
+    model's; factors within 2 % of 1 are skipped; no pixel size means no resampling (the
+    model's pixel size is assumed).
+    """
+    import warnings
+
+    from .physics.psf import psf_width_px, resample_factor_for_model
+    from .workflows.task_adapters import _RESAMPLE_TOLERANCE
+
+    if not pixel_size_um or not physics.get("pixel_size_um"):
+        return 1.0
+    na = float(na or physics["na"])
+    lam = float(wavelength_um or physics["wavelength_um"])
+    r0 = psf_width_px(float(physics["na"]), float(physics["wavelength_um"]),
+                      float(physics["pixel_size_um"]))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the far-from-training warning comes later
+        factor = resample_factor_for_model(float(pixel_size_um), na, lam, r0)
+    return 1.0 if abs(factor - 1.0) < _RESAMPLE_TOLERANCE else float(factor)
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """The values one SR or QPI reconstruction uses and where each came from.
+
+    ``*_source`` is ``"file"``, ``"layer"``, ``"option"`` (a CLI flag or a widget field the
+    user set), ``"model"`` (the model's training value), ``"default"`` (a convention, e.g. the
+    BioSR camera's pixel size) or ``None`` (unknown). ``applied_factor``: the resampling factor
+    a run realised (whole output pixels), once known; else it is computed from the optics.
+    """
+
+    task: str
+    model_physics: Mapping[str, Any]
+    pixel_size_um: float | None = None
+    pixel_source: str | None = None
+    na: float | None = None
+    na_source: str | None = None
+    wavelength_um: float | None = None
+    wavelength_source: str | None = None
+    offset_adu: float | None = None
+    offset_source: str | None = None
+    dz_um: float | None = None
+    dz_source: str | None = None
+    raw_sim_frames: int = 0
+    applied_factor: float | None = None
+
+    @property
+    def resample_factor(self) -> float:
+        """SR: the zoom applied before the model (1.0 for QPI and when nothing is resampled)."""
+        if self.task != "sr":
+            return 1.0
+        if self.applied_factor is not None:
+            return 1.0 if abs(self.applied_factor - 1.0) < 1e-9 else float(self.applied_factor)
+        return sr_resample_factor(
+            self.model_physics, self.pixel_size_um, self.na, self.wavelength_um
+        )
+
+    def parts(self, cli: bool = False) -> list[str]:
+        """One short phrase per assumption, in the order a microscopist checks them; ``cli``
+        names the command-line flag that changes a default instead of the widget field."""
+        out: list[str] = []
+        model_px = self.model_physics.get("pixel_size_um")
+        if self.raw_sim_frames:
+            out.append(
+                f"{self.raw_sim_frames} raw SIM frames averaged to one widefield image "
+                "(BioSR convention)"
+            )
+        if self.pixel_size_um:
+            where = {"default": "the BioSR camera's default", "option": "as given"}.get(
+                self.pixel_source or "", f"from the {self.pixel_source or 'input'}"
+            )
+            out.append(f"pixel {_fmt(self.pixel_size_um)} µm ({where})")
+        elif model_px:
+            out.append(
+                f"no pixel size in the input: assuming the model's {_fmt(model_px)} µm "
+                + ("(give --pixel-size)" if cli else "(enter the pixel size to correct it)")
+            )
+        optics = []
+        keys = (("NA", "na", ""), ("λ", "wavelength_um", " µm"))
+        if self.task == "qpi":
+            keys = (("λ", "wavelength_um", " µm"), ("dz", "dz_um", " µm"))
+        for label, key, unit in keys:
+            value = getattr(self, key) or self.model_physics.get(key)
+            source = getattr(self, f"{key.removesuffix('_um')}_source")
+            if value:
+                tag = " (model's)" if source in (None, "model") else ""
+                optics.append(f"{label} {_fmt(float(value))}{unit}{tag}")
+        if optics:
+            out.append(", ".join(optics))
+        if self.task == "sr":
+            if self.offset_adu is not None:
+                hint = "--offset" if cli else "set the field"
+                tag = {"model": f" (the model's training value; {hint} if your camera differs)"}
+                out.append(
+                    f"camera offset {_fmt(self.offset_adu)} ADU"
+                    + tag.get(self.offset_source or "", "")
+                )
+            factor = self.resample_factor
+            if factor != 1.0:
+                out.append(
+                    f"resampled ×{factor:.3f} to the model's PSF width in pixels (output pixel "
+                    f"{_fmt(self.pixel_size_um / (2 * factor))} µm)"
+                )
+            else:
+                out.append("not resampled")
+        return out
+
+    def line(self, name: str, cli: bool = False) -> str:
+        """``name: part; part; ...`` — the one line printed per input."""
+        return f"{name}: " + "; ".join(self.parts(cli))
+
+
+def for_file(
+    task: str,
+    model_metadata: Mapping[str, Any],
+    file_meta: Any,
+    *,
+    pixel_size_um: float | None = None,
+    na: float | None = None,
+    wavelength_um: float | None = None,
+    offset_adu: float | None = None,
+    dz_um: float | None = None,
+    raw_sim: bool = False,
+    applied_factor: float | None = None,
+) -> Assumptions:
+    """The assumptions of ``predict``/``baseline`` for one file: the options given (None when
+    not given) over what the file says (``io.ImageMetadata``) over the model's values."""
+    extra = getattr(file_meta, "extra", None) or {}
+    file_px = getattr(file_meta, "pixel_size_um", None)
+    if pixel_size_um is not None:
+        px, px_source = float(pixel_size_um), "option"
+    elif file_px:
+        px = float(file_px[-1])
+        px_source = "default" if extra.get("pixel_size_source") == "biosr-default" else "file"
+    else:
+        px, px_source = None, None
+    rule = (model_metadata.get("normalization") or {}).get("input") or {}
+    offset_source = "option" if offset_adu is not None else "model"
+    if offset_adu is None and isinstance(rule.get("offset_adu"), int | float):
+        offset_adu = float(rule["offset_adu"])
+    frames = 9 if task == "sr" and (raw_sim or extra.get("raw_sim_frames")) else 0
+    return Assumptions(
+        task=task,
+        model_physics=model_metadata.get("physics") or {},
+        pixel_size_um=px,
+        pixel_source=px_source,
+        na=na,
+        na_source="option" if na is not None else "model",
+        wavelength_um=wavelength_um,
+        wavelength_source="option" if wavelength_um is not None else "model",
+        offset_adu=offset_adu if task == "sr" else None,
+        offset_source=offset_source,
+        dz_um=dz_um,
+        dz_source="option" if dz_um is not None else "model",
+        raw_sim_frames=frames,
+        applied_factor=applied_factor,
+    )
