@@ -85,11 +85,12 @@ def test_predict_prints_one_note_per_input(tmp_path, model, capsys):
     args += ["--pixel-size", "0.1", "--offset", "90", "--overwrite"]
     assert main([*args, "--output-dir", str(out)]) == 0
     (note,) = _notes(capsys.readouterr().err)
-    factor = 0.1 / 0.0626  # same optics as the model: the pixel ratio
+    # same optics as the model: the pixel ratio, realised on whole pixels (24 → 38)
+    assert round(24 * 0.1 / 0.0626) == 38
     assert "pixel 0.1 µm (as given)" in note and "camera offset 90 ADU;" in note
-    assert f"resampled ×{factor:.3f} to the model's PSF width in pixels" in note
+    assert f"resampled ×{38 / 24:.3f} to the model's PSF width in pixels" in note
     mean, meta = read_image(out / "nopixel_mean.tif")
-    assert mean.shape[-1] == 2 * round(24 * factor)
+    assert mean.shape[-1] == 2 * 38
     # the output pixel said in the note is the one written
     said = float(note.split("output pixel ")[1].split(" µm")[0])
     assert meta.pixel_size_um[-1] == pytest.approx(said, rel=2e-3)

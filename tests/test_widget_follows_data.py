@@ -187,9 +187,10 @@ def test_assumed_pixel_size_and_resampling_are_announced_at_run(viewer_widget, m
         widget.run()
         qtbot.waitUntil(lambda: widget.status.idle, timeout=TIMEOUT_MS)
     (note,) = [m for s, m in seen if s == "info"]
-    assert f"resampled ×{factor:.3f} to the model's PSF width" in note
     n = viewer.layers["coarse_cvdm"].data.shape[-1]
-    assert n == 2 * round(32 * factor)  # the announced factor is the one applied
+    assert n == 2 * round(32 * factor)
+    assert f"resampled ×{n / 64:.3f} to the model's PSF width" in note  # the factor applied
+    assert "resampled ×" in widget.status_label.value  # said before Run too
 
 
 def test_gamma_t_star_slider_is_not_in_micrometres(viewer_widget, models, qtbot):

@@ -540,9 +540,9 @@ class ReconstructWidget(Container):
             dz_source=src["dz_um"],
         )
 
-    def assumed_defaults(self) -> str | None:
-        """The assumptions worth a notification at Run (a default the user may not know: no
-        pixel size, the model's offset or optics, resampling), or None."""
+    def assumed_defaults(self) -> Assumptions | None:
+        """The assumptions worth a notification with the result (a default the user may not
+        know: no pixel size, the model's offset or optics, resampling), or None."""
         a = self.assumptions()
         told = (
             (a.pixel_size_um is None and a.model_physics.get("pixel_size_um"))
@@ -550,7 +550,7 @@ class ReconstructWidget(Container):
             or (a.task == "sr" and "model" in (a.offset_source, a.na_source, a.wavelength_source))
             or (a.task == "qpi" and "model" in (a.wavelength_source, a.dz_source))
         )
-        return a.line(self._layer().name) if told else None
+        return a if told else None
 
     def _show_status(self) -> None:
         status = self.status

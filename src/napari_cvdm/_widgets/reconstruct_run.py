@@ -12,6 +12,7 @@ No torch at import.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from . import common
@@ -28,7 +29,8 @@ class ReconstructionRun:
     ``provenance`` holds what the widget adds to the workflow's provenance (input name, frame
     selection, QPI NA); ``description`` labels the progress bar; ``assumed`` (the defaults the
     run used that the user may not know: no pixel size, the model's offset or optics, a
-    resampling factor) is notified once with the result.
+    resampling factor; an ``assumptions.Assumptions``) is notified once with the result, with
+    the factor the run realised.
     """
 
     def __init__(
@@ -39,7 +41,7 @@ class ReconstructionRun:
         mode: str,
         provenance: dict[str, Any],
         description: str,
-        assumed: str | None = None,
+        assumed: Any = None,
     ) -> None:
         self.job = job
         self.outputs = outputs
@@ -112,8 +114,10 @@ class ReconstructionRun:
             rec = event.result
             provenance = self._provenance(dict(rec.metadata))
             self.outputs.finish(rec.mean, rec.std, rec.schedule, rec.gamma, rec.t_star, provenance)
-            if self.assumed:  # with the result, so a failed run gives only its error
-                common.notify(f"Assumed for {self.assumed}", "info")
+            if self.assumed is not None:  # with the result: a failed run gives only its error
+                applied = replace(self.assumed, applied_factor=rec.metadata.get("resample_factor"))
+                name = self.extra_provenance.get("input_name", "the input")
+                common.notify(f"Assumed for {applied.line(name)}", "info")
         elif isinstance(event, JobFailed):
             self.failed = event.error
             common.notify(common.describe_error(event.error), "error")
