@@ -36,6 +36,7 @@ __all__ = [
     "is_disk_full",
     "pid_alive",
     "refuse_existing",
+    "respect_umask",
     "same_file",
     "sweep_stale",
     "temp_dir",
@@ -68,6 +69,12 @@ def current_umask() -> int:
 def _apply_umask(path: str | os.PathLike, directory: bool = False) -> None:
     with contextlib.suppress(OSError):
         os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def respect_umask(path: str | os.PathLike) -> None:
+    """Give the file ``path`` the mode ``open()`` would have (0666 minus the umask): for files a
+    library wrote with a private mode (safetensors' ``save_file`` creates them 0600)."""
+    _apply_umask(path)
 
 
 def temp_path(target: Path, suffix: str = ".tmp") -> Path:

@@ -7,6 +7,8 @@
 * Interleaved RGB(A) images (tifffile axes ending in ``S``, 3 or 4 samples) are refused with
   that reason.
 * Negative intensities are allowed for SR but noted (a warning): widefield ADU are ≥ 0.
+* A camera offset above most of the image (:func:`check_offset`: above the median by more than
+  the pixel noise) is refused when the user gave it, and noted when it is a model's default.
 
 No torch, Qt or napari here.
 """
@@ -20,7 +22,10 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["is_raw_sim", "prepare_input"]
+__all__ = ["check_offset", "is_raw_sim", "offset_sample", "prepare_input"]
+
+#: pixels looked at by :func:`check_offset` (a strided sample of large images and stacks)
+OFFSET_SAMPLE_PIXELS = 1 << 20
 
 
 def is_raw_sim(array: np.ndarray, meta: Any, requested: bool = False) -> bool:
@@ -63,3 +68,57 @@ def prepare_input(
                 stacklevel=2,
             )
     return array
+
+
+def offset_sample(array: Any) -> np.ndarray:
+    """A float64 sample of at most ~:data:`OFFSET_SAMPLE_PIXELS` pixels of ``array`` (..., Y, X):
+    up to three frames (first, middle, last) of the leading axes, strided in Y and X. Reads only
+    what it samples of lazy (dask, zarr, memory-mapped) arrays."""
+    shape = tuple(int(s) for s in getattr(array, "shape", ()))
+    if len(shape) < 2 or 0 in shape:
+        return np.zeros(0)
+    lead = shape[:-2]
+    frames = sorted({0, (int(np.prod(lead)) - 1) // 2, int(np.prod(lead)) - 1}) if lead else [0]
+    per_frame = OFFSET_SAMPLE_PIXELS // len(frames)
+    stride = max(1, int(np.ceil(np.sqrt(shape[-2] * shape[-1] / per_frame))))
+    parts = []
+    for flat in frames:
+        idx = np.unravel_index(flat, lead) if lead else ()
+        part = np.asarray(array[(*idx, slice(None, None, stride), slice(None, None, stride))])
+        parts.append(np.asarray(part, dtype=np.float64).ravel())
+    sample = np.concatenate(parts)
+    return sample[np.isfinite(sample)]
+
+
+def check_offset(
+    array: Any, offset_adu: float | None, name: str, given: bool, flag: str = "--offset"
+) -> str | None:
+    """Compare a camera offset with the image it is subtracted from.
+
+    An offset above the image's median by more than the pixel noise (1.4826 × MAD) would make
+    most pixels negative: a wrong offset (another camera's, an ADU/e- mix-up) or an image whose
+    offset was already subtracted. ``given`` (the user typed it): raises :class:`InputError`;
+    otherwise (a model's or a file's default) returns the note to show (None when it fits).
+    """
+    if offset_adu is None or not np.isfinite(float(offset_adu)):
+        return None
+    sample = offset_sample(array)
+    if sample.size == 0:
+        return None
+    median = float(np.median(sample))
+    noise = 1.4826 * float(np.median(np.abs(sample - median)))
+    if float(offset_adu) <= median + noise:
+        return None
+    below = 100.0 * float(np.mean(sample < float(offset_adu)))
+    if given:
+        raise InputError(
+            f"{flag} {float(offset_adu):g} ADU is above most of {name} (median {median:.4g}, "
+            f"{below:.0f} in 100 pixels are below it): subtracting it would leave mostly "
+            "negative intensities; give the camera's dark level in ADU (often 100), or 0 if the "
+            "offset was already subtracted"
+        )
+    return (
+        f"the camera offset {float(offset_adu):g} ADU (the default) is above most of {name} "
+        f"(median {median:.4g} ADU; {below:.0f} in 100 pixels are below it); if the offset was "
+        f"already subtracted give {flag} 0, else give the camera's dark level"
+    )

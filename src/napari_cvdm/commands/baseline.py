@@ -191,14 +191,26 @@ def _compute(job: dict[str, Any], args: argparse.Namespace) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .. import __version__
-    from ..fsutil import refuse_existing
+    from ..errors import UserError
+    from ..fsutil import check_writable_folder, refuse_existing
+    from ..imagekind import check_offset
     from ..io import image_stem, write_tiff
     from ..limits import check_args
     from ..outputset import sweep
+    from ..workflows.preflight import check_baseline_job
 
     check_args(args, OPTION_LIMITS, {"k": "--k"})
     jobs = [prepare_job(path, args) for path in args.inputs]  # check everything first
+    for job in jobs:
+        check_baseline_job(args.method, job["array"].shape, str(job["input"]))
+        if args.method in SR_METHODS:
+            offset, name = job["physics"]["offset_adu"], str(job["input"])
+            note = check_offset(job["array"], offset, name, args.offset is not None)
+            if note:
+                print(f"napari-cvdm baseline: warning: {note}", file=sys.stderr)
     outputs: dict[Path, Path] = {}
     for job in jobs:
         stem = image_stem(job["input"]) or job["input"].stem
@@ -209,10 +221,16 @@ def run(args: argparse.Namespace) -> int:
     refuse_existing(list(outputs), args.inputs, args.overwrite)
     if args.output_dir.exists() and not args.output_dir.is_dir():
         raise InputError(f"{args.output_dir} is not a folder; choose another --output-dir.")
-    args.output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(args.output_dir, "the output folder")  # before any compute
     sweep(args.output_dir)
     for job, out in zip(jobs, outputs):
         result = _compute(job, args)
+        if not np.isfinite(result).all():
+            raise UserError(
+                f"the {args.method} baseline of {job['input']} contains NaN or Inf values; "
+                f"{out} was not written — check the input for extreme values and the method's "
+                "parameters (--k, --alpha, --dz)"
+            )
         provenance = {
             "napari_cvdm_version": __version__,
             "command": "baseline",

@@ -114,6 +114,7 @@ def _run_task(
     import numpy as np
 
     from ..io import write_tiff
+    from ..outputset import OutputSet
     from ..workflows.predict import reconstruct
     from .predict import reconstruct_file, write_outputs
 
@@ -171,13 +172,6 @@ def _run_task(
         "demo": True,
         "model_untrained": bool(loaded.metadata["training"].get("untrained", False)),
     }
-    written = [
-        write_tiff(folder / f"{task}_input.tif", image, in_px, {"demo": task, **sample.metadata})
-    ]
-    written.append(write_tiff(folder / f"{task}_ground_truth.tif", truth, out_px, {"demo": task}))
-    written += write_outputs(
-        folder, task, result, out_px, extra, overwrite=getattr(args, "overwrite", False)
-    )
     title = (
         f"{task.upper()} demo, model {loaded.name}: "
         f"{params.n_samples} samples × {params.steps} steps"
@@ -192,7 +186,17 @@ def _run_task(
         ("schedule λ(x)", result.schedule, "viridis"),
         (truth_label, truth, cmap),
     ]
-    written.append(save_figure(folder / f"{task}_figure.png", panels, title))
+    overwrite = getattr(args, "overwrite", False)
+    names = [f"{task}_{kind}.tif" for kind in ("input", "ground_truth", "mean", "std", "schedule")]
+    names.append(f"{task}_figure.png")
+    # one set per task: the files appear together when all are written, or not at all
+    with OutputSet(folder, names, overwrite=overwrite, label=f"{task}-demo") as out:
+        staging = out.path(names[0]).parent
+        write_tiff(out.path(names[0]), image, in_px, {"demo": task, **sample.metadata})
+        write_tiff(out.path(names[1]), truth, out_px, {"demo": task})
+        write_outputs(staging, task, result, out_px, extra, overwrite=True)  # NaN/Inf refused
+        save_figure(out.path(names[-1]), panels, title)
+        written = out.commit()
     return written, extra["model_untrained"]
 
 
@@ -200,11 +204,13 @@ def run(args: argparse.Namespace) -> int:
     from ..fsutil import refuse_existing
     from ..limits import check_args
     from ..workflows.predict import ReconstructionParams
+    from ..workflows.preflight import check_demo
 
     check_args(args, {"samples": "samples", "steps": "steps", "seed": "seed", "size": "size"})
     params = ReconstructionParams(
         n_samples=args.samples, steps=args.steps, seed=args.seed, device=args.device
     ).validate()
+    check_demo(args.size, args.samples)  # simulation and reconstruction fit in memory
     names = [
         f"{task}_{kind}.{'png' if kind == 'figure' else 'tif'}"
         for task in ("sr", "qpi")
@@ -222,9 +228,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace, params: Any, created: bool) -> int:
+    from ..outputset import sweep
     from .predict import check_output_dir
 
     folder = check_output_dir(args.output_dir)
+    sweep(folder)  # what killed demos left here
     written: list[Path] = []
     untrained = False
     for task in ("sr", "qpi"):

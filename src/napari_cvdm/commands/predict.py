@@ -303,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
     from ..limits import check_args
     from ..outputset import sweep
     from ..workflows.predict import ReconstructionParams, reconstruct
-    from ..workflows.preflight import check_job
+    from ..workflows.preflight import check_job, check_sr_offset
     from ..workflows.task_adapters import make_adapter
 
     prefix = "napari-cvdm predict"
@@ -350,6 +350,9 @@ def run(args: argparse.Namespace) -> int:
             args.samples,
             name=path,
         )
+        offset_note = check_sr_offset(task, array, loaded.metadata, args.offset, path)
+        if offset_note:
+            print(f"{prefix}: warning: {offset_note}", file=sys.stderr)
         with print_warnings(sys.stderr, prefix):
             adapter = make_adapter(
                 task, array, loaded.metadata, **_task_options(args, task, pixel_size)

@@ -149,10 +149,14 @@ def simulate_to_folder(
 ) -> list[tuple[Path, Path]]:
     """Simulate ``n`` pairs and write them to ``output_dir``; returns the (input, target) paths.
 
-    Options are checked (and sample 0 simulated) before anything is written.
+    Options are checked (and sample 0 simulated) before anything is written; the pairs are
+    written as one set (:class:`~napari_cvdm.outputset.OutputSet`): a run stopped or killed
+    before the end leaves none of them.
     """
     from .. import __version__
+    from ..fsutil import check_writable_folder
     from ..io import write_tiff
+    from ..outputset import OutputSet
 
     if n < 1:
         raise InputError(f"--n must be at least 1; got {n}.")
@@ -173,28 +177,33 @@ def simulate_to_folder(
             "files to write); pass --overwrite or choose another --output-dir."
         )
     first = _simulate(task, 0, seed, overrides)  # fails on bad options before any write
-    output_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, (input_path, target_path) in enumerate(names):
-        x, y, meta, (x_px, y_px, x_axes) = first if i == 0 else _simulate(task, i, seed, overrides)
-        provenance = {
-            "napari_cvdm_version": __version__,
-            "command": "simulate",
-            "task": task,
-            "seed": seed,
-            "index": i,
-            "overrides": overrides,
-            "simulation": meta,
-        }
-        write_tiff(input_path, x, x_px, {**provenance, "role": "input"}, ome=ome, axes=x_axes)
-        write_tiff(target_path, y, y_px, {**provenance, "role": "target"}, ome=ome)
-        written.append((input_path, target_path))
-    return written
+    check_writable_folder(output_dir, "the output folder")
+    files = [p.name for pair in names for p in pair]
+    # all pairs appear together when the last one is written: a killed run leaves none
+    with OutputSet(output_dir, files, overwrite=overwrite, label="simulate") as out:
+        for i, (input_path, target_path) in enumerate(names):
+            x, y, meta, geometry = first if i == 0 else _simulate(task, i, seed, overrides)
+            x_px, y_px, x_axes = geometry
+            provenance = {
+                "napari_cvdm_version": __version__,
+                "command": "simulate",
+                "task": task,
+                "seed": seed,
+                "index": i,
+                "overrides": overrides,
+                "simulation": meta,
+            }
+            x_meta, y_meta = {**provenance, "role": "input"}, {**provenance, "role": "target"}
+            write_tiff(out.path(input_path.name), x, x_px, x_meta, ome=ome, axes=x_axes)
+            write_tiff(out.path(target_path.name), y, y_px, y_meta, ome=ome)
+        out.commit()
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
     from ..limits import check_args
     from ..outputset import sweep
+    from ..workflows.preflight import check_simulation
 
     check_args(
         args,
@@ -210,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
             "pixel_size": "pixel_size_um",
         },
     )
+    check_simulation(args.task, args.n, args.size, args.planes, args.output_dir)
     sweep(args.output_dir)
     written = simulate_to_folder(
         args.task,

@@ -169,27 +169,12 @@ OPTION_LIMITS = {
 
 def check_outputs(config: Any, overwrite: bool) -> None:
     """Before step 1: refuse to replace an existing model/checkpoint/log (unless resuming or
-    ``overwrite``), refuse to write over the base model or the data, and prove every output
-    folder is writable with room for a checkpoint."""
-    from pathlib import Path
+    ``overwrite``), refuse to write over the base model, prove every output folder is writable
+    with room for a checkpoint and the model, and that a training step fits in memory
+    (:func:`napari_cvdm.workflows.preflight.check_train_run`)."""
+    from ..workflows.preflight import check_train_run
 
-    from ..fsutil import check_writable_folder, refuse_existing, sweep_stale
-    from ..workflows.train import checkpoint_path_for
-    from ..workflows.train_log import log_paths
-
-    output = Path(config.output)
-    checkpoint = Path(config.checkpoint or checkpoint_path_for(output))
-    csv_path, png_path = log_paths(output)
-    protected = [p for p in (config.base_model, config.resume) if p and Path(p).is_file()]
-    if config.resume:  # continuing a run: its own files may (and usually do) exist
-        others = [p for p in protected if p != config.resume]
-        refuse_existing([output, csv_path, png_path], others, overwrite=True)
-    else:
-        refuse_existing([output, checkpoint, csv_path, png_path], protected, overwrite)
-    need = 4 * Path(config.base_model).stat().st_size if protected and config.base_model else 0
-    for path in {output.parent, checkpoint.parent, Path(csv_path).parent}:
-        check_writable_folder(path, "the training output folder", need_bytes=need)
-        sweep_stale(path)  # checkpoint/log temp files of runs killed with SIGKILL
+    check_train_run(config, overwrite)
 
 
 def _format_time(seconds: float) -> str:
@@ -328,8 +313,6 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..limits import check_args
-    from ..workflows.events import Finished, LossReport, Validation
-    from ..workflows.train import train
     from ..workflows.train_log import TrainHistory, log_paths, write_png
 
     check_args(args, OPTION_LIMITS)
@@ -357,9 +340,64 @@ def run(args: argparse.Namespace) -> int:
             history.write_csv(csv_path)
             write_png(png_path, history)
 
+    # the model, the log and the curves of the finished run are published together (a run
+    # killed before or while writing them leaves the previous ones, never a mixed set)
+    out_set = _output_set(config, csv_path, png_path) if rank == 0 else None
+    try:
+        finished = _consume(config, out_set, history, bar, flush_logs, show)
+        if show:
+            bar.close()
+        if finished is not None and out_set is not None:
+            history.write_csv(out_set.path(Path(csv_path).name))
+            write_png(out_set.path(Path(png_path).name), history)
+            out_set.commit()
+        else:
+            flush_logs()
+    finally:
+        if out_set is not None:
+            out_set.__exit__(None, None, None)  # removes the staging folder unless committed
+    if finished is None:
+        return 1
+    if rank == 0:
+        info = finished.info
+        state = "stopped" if finished.cancelled else "finished"
+        print(
+            f"{state} after {info.get('steps')} steps in "
+            f"{_format_time(info.get('wall_time_s', 0))}: "
+            f"model {finished.result}, checkpoint {info.get('checkpoint')}, log {csv_path}, "
+            f"curves {png_path}",
+            file=sys.stderr,
+        )
+        if finished.cancelled:
+            print(f"resume with: --resume {info.get('checkpoint')}", file=sys.stderr)
+    return 130 if finished.cancelled else 0
+
+
+def _output_set(config: Any, csv_path: Any, png_path: Any) -> Any:
+    """An entered :class:`~napari_cvdm.outputset.OutputSet` for the model file and its logs.
+
+    Existing files were refused (or allowed: ``--overwrite``, ``--resume``) before step 1, and
+    the logs are refreshed in place while the run goes on, so the set replaces them."""
+    from pathlib import Path
+
+    from ..outputset import OutputSet
+
+    output = Path(config.output)
+    protected = [p for p in (config.base_model, config.resume) if p and Path(p).is_file()]
+    names = [output.name, Path(csv_path).name, Path(png_path).name]
+    out_set = OutputSet(output.parent, names, overwrite=True, inputs=protected, label=output.stem)
+    return out_set.__enter__()
+
+
+def _consume(config: Any, out_set: Any, history: Any, bar: Any, flush_logs: Any, show: bool) -> Any:
+    """Run the trainer, feeding the history, the bar and the logs; the ``Finished`` event, or
+    None when the run diverged."""
+    from ..workflows.events import Finished, LossReport, Validation
+    from ..workflows.train import train
+
     stop = threading.Event()
     previous = _install_stop_handlers(stop)
-    events = train(config, stop)
+    events = train(config, stop, output_set=out_set)
     finished: Finished | None = None
     try:
         for event in events:
@@ -386,21 +424,4 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if show:
-        bar.close()
-    flush_logs()
-    if finished is None:
-        return 1
-    if rank == 0:
-        info = finished.info
-        state = "stopped" if finished.cancelled else "finished"
-        print(
-            f"{state} after {info.get('steps')} steps in "
-            f"{_format_time(info.get('wall_time_s', 0))}: "
-            f"model {finished.result}, checkpoint {info.get('checkpoint')}, log {csv_path}, "
-            f"curves {png_path}",
-            file=sys.stderr,
-        )
-        if finished.cancelled:
-            print(f"resume with: --resume {info.get('checkpoint')}", file=sys.stderr)
-    return 130 if finished.cancelled else 0
+    return finished

@@ -301,11 +301,12 @@ def save_model(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from ..fsutil import temp_path
+    from ..fsutil import respect_umask, temp_path
 
     tmp = temp_path(path)  # marked with our pid (swept if killed), umask respected
     try:
         save_file(tensors, tmp, metadata={HEADER_KEY: header})
+        respect_umask(tmp)  # save_file recreates the file with mode 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -327,13 +327,16 @@ def _stop_requested(stop: Any) -> bool:
 
 
 def train(
-    config: TrainConfig, stop: Any = None, *, data: Any = None
+    config: TrainConfig, stop: Any = None, *, data: Any = None, output_set: Any = None
 ) -> Iterator[LossReport | Progress | Validation | Finished]:
     """Train (or fine-tune, or resume) a CVDM; yields events, ends with ``Finished(model path)``.
 
     ``stop``: a ``threading.Event`` (or a callable returning bool) checked every step; when set
     the run saves a checkpoint and the model, then finishes with ``cancelled=True``.
-    ``data`` overrides ``config.data`` with a ready data source.
+    ``data`` overrides ``config.data`` with a ready data source. ``output_set``: an entered
+    :class:`~napari_cvdm.outputset.OutputSet` holding the model file's name; the model is then
+    written into its staging folder and published when the caller commits the set (with the
+    logs), so a killed run never leaves a model without its logs.
     """
     from ..engine.device import resolve_device
     from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -440,7 +443,8 @@ def train(
             meta = build_metadata(
                 config, source, origin, state["step"], wall(), last_metrics, cancelled
             )
-            save_model(output, ema, meta, dtype="float16" if config.fp16 else "float32")
+            target = output if output_set is None else output_set.path(output.name)
+            save_model(target, ema, meta, dtype="float16" if config.fp16 else "float32")
         return output
 
     validation = source.validation_batch(config.patch, config.val_count) if rank == 0 else None
