@@ -316,11 +316,11 @@ def _layout(
     for g in range(n_clusters):
         kind = "round" if rng.random() < p["round_probability"] else "spread"
         members: list[dict[str, Any]] = []
-        for j in range(_i(rng, p["cluster_size"])):
+        for _ in range(_i(rng, p["cluster_size"])):
             cell = _new_cell(rng, kind, dx, p)
             r = cell["diameter_um"] / 2 / dx
             for _attempt in range(12):
-                if j == 0:
+                if not members:  # the seed cell (or a retry when it found no room)
                     c = (rng.uniform(0, ny), rng.uniform(0, nx))
                 else:
                     other = members[int(rng.integers(0, len(members)))]
