@@ -4,11 +4,14 @@ Used by ``benchmarks/baselines.py`` (classical baselines) and ``benchmarks/quali
 against the baselines), so both score exactly the same images with the same tuned parameters.
 
 * SR (recipe SR-B, nominal NA 1.49, λ_em 0.525 µm; the true optics of each image differ:
-  jittered, aberrated or the measured BioSR OTF, so no method knows the exact PSF): test cell ``10·structure_index + level`` of
-  :data:`STRUCTURE_NAMES` × :data:`SR_PHOTONS`; image ``i`` of a cell is drawn with
-  ``default_rng([seed, cell, i])``. Validation: cell ``100 + level``, structures at equal odds.
-* QPI (recipe QPI-A, λ 0.521 µm, Δx 0.21 µm, dz ±1 µm): test cell ``10·family_index + level``
-  of :data:`QPI_FAMILIES` × :data:`QPI_NOISE`; validation cell ``200 + level``, families in turn.
+  jittered, aberrated or the measured BioSR OTF, so no method knows the exact PSF): test cell
+  ``10·structure_index + level`` of :data:`STRUCTURE_NAMES` × :data:`SR_PHOTONS`; image ``i`` of
+  a cell is drawn with ``default_rng([seed, cell, i])``. Validation: cell ``100 + level``,
+  structures at equal odds.
+* QPI (recipe QPI-B, nominal λ 0.521 µm, Δx 0.21 µm, dz ±1 µm; the true λ, dz and focus of each
+  stack differ by a few %): test cell ``10·family_index + level`` of :data:`QPI_FAMILIES` ×
+  :data:`QPI_NOISE` (Gaussian read noise σ of I₀, plus shot noise at N₀ = :data:`QPI_PHOTONS`
+  e⁻/px); validation cell ``200 + level``, families in turn.
 
 Tuning rule (docs/physics.md (d)): Wiener K and RL iterations by mean validation PSNR, TIE α by
 mean validation phase RMSE, one value per noise level, never on test data.
@@ -32,6 +35,8 @@ __all__ = [
     "QPI_METHODS",
     "QPI_MIDDLE",
     "QPI_NOISE",
+    "QPI_PHOTONS",
+    "QPI_RECIPE",
     "SR_METHODS",
     "SR_MIDDLE",
     "SR_NA",
@@ -56,13 +61,16 @@ SR_MIDDLE = 500.0
 SR_NA = 1.49
 SR_WAVELENGTH_UM = 0.525
 SR_METHODS = ("bicubic", "wiener", "rl")
-QPI_FAMILIES = ("cells", "natural", "fractal")
+QPI_RECIPE = "QPI-B"
+QPI_FAMILIES = ("cells", "fractal")
+#: (label, Gaussian read-noise σ as a fraction of I₀); every level adds shot noise at QPI_PHOTONS
 QPI_NOISE: tuple[tuple[str, float | None], ...] = (
-    ("noise-free", None),
-    ("N0=3000", 3000.0),
-    ("N0=300", 300.0),
+    ("sigma=0.01", 0.01),
+    ("sigma=0.03", 0.03),
+    ("sigma=0.1", 0.1),
 )
-QPI_MIDDLE = "N0=3000"
+QPI_PHOTONS = 1.0e4  # background N₀ (e⁻/px): shot-noise σ 0.01 of I₀
+QPI_MIDDLE = "sigma=0.03"
 QPI_METHODS = ("tie", "us-tie", "ctf")
 
 Log = Callable[[str], None]
@@ -84,14 +92,22 @@ def qpi_sample(
     cell: int,
     i: int,
     family: str | None,
-    photons: float | None,
+    read_noise: float | None,
     size: int | None = None,
 ) -> QPISample:
-    """Image ``i`` of QPI cell ``cell``; ``photons`` None = noise-free; size² (default 256)."""
+    """Image ``i`` of QPI cell ``cell`` (recipe :data:`QPI_RECIPE`); size² (default 256).
+
+    ``read_noise``: Gaussian σ as a fraction of I₀, with shot noise at :data:`QPI_PHOTONS`;
+    None = noise-free.
+    """
     rng = np.random.default_rng([seed, cell, i])
-    noise = {"noise": "none"} if photons is None else {"photons": photons}
+    noise = (
+        {"noise": "none"}
+        if read_noise is None
+        else {"photons": QPI_PHOTONS, "read_noise": float(read_noise)}
+    )
     extra = {} if size is None else {"size": int(size)}
-    return simulate_qpi_stack(rng, source=family, **noise, **extra)
+    return simulate_qpi_stack(rng, recipe=QPI_RECIPE, source=family, **noise, **extra)
 
 
 def _levels(all_levels: tuple, keep: tuple | None) -> list[tuple[int, Any]]:
@@ -122,17 +138,27 @@ def tune_qpi(
     labels: tuple[str, ...] | None = None,
     size: int | None = None,
     log: Log | None = None,
+    curves: dict[str, dict[str, dict[str, float]]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """α of every TIE-family method per noise level, keyed by the level's label."""
+    """α of every TIE-family method per noise level, keyed by the level's label.
+
+    ``curves``, when given, receives the mean validation RMSE (rad) of every grid α:
+    ``curves[label][method][str(alpha)]``.
+    """
     tuned: dict[str, dict[str, float]] = {}
     keep = None if labels is None else tuple(lv for lv in QPI_NOISE if lv[0] in labels)
-    for level, (label, photons) in _levels(QPI_NOISE, keep):
+    for level, (label, sigma) in _levels(QPI_NOISE, keep):
         val = [
-            qpi_sample(val_seed, 200 + level, i, QPI_FAMILIES[i % len(QPI_FAMILIES)], photons, size)
+            qpi_sample(val_seed, 200 + level, i, QPI_FAMILIES[i % len(QPI_FAMILIES)], sigma, size)
             for i in range(n_val)
         ]
         border = 16 if size is None else max(0, min(16, (int(size) - 11) // 2))  # as metrics
-        tuned[label] = {m: tune_tie(m, val, border=border).alpha for m in QPI_METHODS}
+        results = {m: tune_tie(m, val, border=border) for m in QPI_METHODS}
+        tuned[label] = {m: r.alpha for m, r in results.items()}
+        if curves is not None:
+            curves[label] = {
+                m: {str(a): v for a, v in r.rmse_by_alpha.items()} for m, r in results.items()
+            }
         if log:
             log(f"  QPI {label}: tuned alpha {tuned[label]}")
     return tuned
@@ -161,9 +187,9 @@ def qpi_test_cases(
     """(family, noise label, index, sample) over families × noise levels × ``n`` images."""
     keep = None if labels is None else tuple(lv for lv in QPI_NOISE if lv[0] in labels)
     for f_index, family in enumerate(QPI_FAMILIES):
-        for level, (label, photons) in _levels(QPI_NOISE, keep):
+        for level, (label, sigma) in _levels(QPI_NOISE, keep):
             for i in range(n):
-                sample = qpi_sample(seed, 10 * f_index + level, i, family, photons, size)
+                sample = qpi_sample(seed, 10 * f_index + level, i, family, sigma, size)
                 yield family, label, i, sample
 
 

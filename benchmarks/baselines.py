@@ -1,9 +1,12 @@
 """Classical baselines on seeded simulated test sets: metrics table and time per image.
 
 SR (recipe SR-B): 4 structures × 4 photon levels (N_fg e⁻/px) × ``--n`` images; baselines
-bicubic, Wiener (K) and Richardson–Lucy with binning (iterations). QPI (recipe QPI-A, 256² px,
-λ 0.521 µm, Δx 0.21 µm, dz ±1 µm): 3 phase families × 3 noise levels × ``--n`` images; baselines
-FFT-Tikhonov TIE, US-TIE and weak-object CTF inversion (α).
+bicubic, Wiener (K) and Richardson–Lucy with binning (iterations). QPI (recipe QPI-B, 256² px,
+nominal λ 0.521 µm, Δx 0.21 µm, dz ±1 µm, which every baseline uses; each stack's true optics
+differ by a few %): 2 phase families (cell scenes, fractal textures) × 3 noise levels (Gaussian
+read noise σ 0.01 / 0.03 / 0.1 of I₀ plus shot noise at N₀ = 10⁴ e⁻/px) × ``--n`` images;
+baselines FFT-Tikhonov TIE, US-TIE and weak-object CTF inversion (α), and as a reference the flat
+estimate φ̂ = 0 (what a method that recovers nothing scores after piston removal).
 
 Tuning rule (docs/physics.md (d)): every regularisation parameter is grid-searched on a separate
 seeded *validation* set (``--n-val`` images per noise level, structures/families at equal odds,
@@ -13,7 +16,8 @@ used for tuning.
 
 Usage::
 
-    .venv/bin/python benchmarks/baselines.py --n 4 --json benchmarks/results/baselines.json
+    .venv/bin/python benchmarks/baselines.py --task qpi --n 4 --n-val 4 \
+        --json benchmarks/results/baselines_qpi.json
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from _testsets import (  # benchmarks/_testsets.py: the seeded sets shared with 
     QPI_FAMILIES,
     QPI_METHODS,
     QPI_NOISE,
+    QPI_PHOTONS,
+    QPI_RECIPE,
     SR_METHODS,
     SR_PHOTONS,
     STRUCTURE_NAMES,
@@ -44,6 +50,8 @@ from _testsets import mean_of as _mean
 from napari_cvdm import metrics
 from napari_cvdm.physics.sr_baselines import physics_from_metadata, run_sr_baseline
 from napari_cvdm.physics.tie import reconstruct_phase
+
+FLAT = "flat"  # the QPI reference row: φ̂ = 0, no reconstruction
 
 
 def _log(message: str) -> None:
@@ -78,7 +86,8 @@ def _decorr_nm(image: np.ndarray, pixel_um: float) -> float | None:
 
 
 def run_qpi(n: int, n_val: int, seed: int, val_seed: int) -> dict[str, Any]:
-    tuned = tune_qpi(n_val, val_seed, log=_log)
+    curves: dict[str, Any] = {}
+    tuned = tune_qpi(n_val, val_seed, log=_log, curves=curves)
     rows = []
     for family, label, i, sample in qpi_test_cases(n, seed):
         md = sample.metadata
@@ -94,7 +103,12 @@ def run_qpi(n: int, n_val: int, seed: int, val_seed: int) -> dict[str, Any]:
             row.update(alpha=alpha, seconds=seconds, phi_max=md["phi_max"])
             row.update(metrics.qpi_metrics(phase, sample.phase))
             rows.append(row)
-    return {"tuned": tuned, "rows": rows}
+        # reference: a flat estimate φ̂ = 0 (scores the piston-removed spread of the truth)
+        row = {"family": family, "noise": label, "index": i, "method": FLAT}
+        row.update(alpha=None, seconds=0.0, phi_max=md["phi_max"])
+        row.update(metrics.qpi_metrics(np.zeros_like(sample.phase), sample.phase))
+        rows.append(row)
+    return {"tuned": tuned, "validation_rmse_by_alpha": curves, "rows": rows}
 
 
 def sr_tables(result: dict[str, Any]) -> str:
@@ -132,30 +146,38 @@ def sr_tables(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _sd(rows: list[dict[str, Any]], key: str) -> float:
+    """Sample standard deviation (ddof 1) of the finite values of ``key`` (NaN below two)."""
+    values = [r[key] for r in rows if r.get(key) is not None and np.isfinite(r[key])]
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
 def qpi_tables(result: dict[str, Any]) -> str:
     rows = result["rows"]
     lines = [
-        "| noise | method | α | MAE (rad) | RMSE (rad) | SSIM (range 3.5 rad) | PSNR (dB) "
-        "| ms / image |",
+        "| noise | method | α | MAE (rad), mean ± sd | RMSE (rad) | SSIM (range 3.5 rad) "
+        "| PSNR (dB) | ms / image |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for label, _ in QPI_NOISE:
-        for method in QPI_METHODS:
+        for method in (*QPI_METHODS, FLAT):
             sel = [r for r in rows if r["noise"] == label and r["method"] == method]
+            alpha = result["tuned"][label].get(method)
             lines.append(
-                f"| {label} | {method} | {result['tuned'][label][method]:.0e} | "
-                f"{_mean(sel, 'mae_rad'):.3f} | {_mean(sel, 'rmse_rad'):.3f} | "
+                f"| {label} | {method} | {'–' if alpha is None else f'{alpha:.0e}'} | "
+                f"{_mean(sel, 'mae_rad'):.3f} ± {_sd(sel, 'mae_rad'):.3f} | "
+                f"{_mean(sel, 'rmse_rad'):.3f} | "
                 f"{_mean(sel, 'ssim'):.3f} | {_mean(sel, 'psnr'):.2f} | "
                 f"{1e3 * _mean(sel, 'seconds'):.0f} |"
             )
-    lines += ["", "| family | " + " | ".join(f"{m} RMSE (rad)" for m in QPI_METHODS) + " |"]
-    lines.append("|---|" + "---|" * len(QPI_METHODS))
+    methods = (*QPI_METHODS, FLAT)
+    lines += ["", "| family | noise | " + " | ".join(f"{m} MAE (rad)" for m in methods) + " |"]
+    lines.append("|---|---|" + "---|" * len(methods))
     for family in QPI_FAMILIES:
-        cells = [
-            _mean([r for r in rows if r["family"] == family and r["method"] == m], "rmse_rad")
-            for m in QPI_METHODS
-        ]
-        lines.append(f"| {family} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+        for label, _ in QPI_NOISE:
+            sel = [r for r in rows if r["family"] == family and r["noise"] == label]
+            cells = [_mean([r for r in sel if r["method"] == m], "mae_rad") for m in methods]
+            lines.append(f"| {family} | {label} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -170,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report: dict[str, Any] = {
         "command": " ".join(["benchmarks/baselines.py", *(argv or sys.argv[1:])]),
-        "settings": vars(args) | {"json": str(args.json) if args.json else None},
+        "settings": vars(args)
+        | {"json": str(args.json) if args.json else None}
+        | {"qpi_recipe": QPI_RECIPE, "qpi_photons": QPI_PHOTONS},
         "machine": {"python": platform.python_version(), "cpu": platform.processor()},
     }
     start = time.perf_counter()
@@ -180,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         print(sr_tables(report["sr"]) + "\n")
     if args.task in ("qpi", "both"):
         report["qpi"] = run_qpi(args.n, args.n_val, args.seed, args.val_seed)
-        print("### QPI baselines (recipe QPI-A, 256², λ 0.521 µm, Δx 0.21 µm, dz ±1 µm)\n")
+        print(
+            f"### QPI baselines (recipe {QPI_RECIPE}, 256², nominal λ 0.521 µm, Δx 0.21 µm, "
+            f"dz ±1 µm; shot noise at N0 = {QPI_PHOTONS:g} e-/px plus read noise σ)\n"
+        )
         print(qpi_tables(report["qpi"]) + "\n")
     report["total_seconds"] = time.perf_counter() - start
     print(f"total {report['total_seconds']:.0f} s", file=sys.stderr)

@@ -9,8 +9,9 @@ same way, or taken from a baselines JSON with ``--baseline-params``.
   CVDM samples, next to bicubic, Wiener and Richardson–Lucy, per structure and photon level.
   Headline: at every photon level, the mean over structures of CVDM − the best classical method
   (target ≥ +2 dB PSNR and ≥ +0.05 SSIM).
-* **QPI** (recipe QPI-A, 256², dz ±1 µm): piston-removed phase MAE (``metrics.qpi_metrics``,
-  16-px border excluded) of the CVDM mean next to TIE, US-TIE and CTF, per family and noise level.
+* **QPI** (recipe QPI-B, 256², nominal dz ±1 µm; read noise σ 0.01/0.03/0.1 of I₀ plus shot
+  noise at N₀ = 10⁴): piston-removed phase MAE (``metrics.qpi_metrics``, 16-px border excluded)
+  of the CVDM mean next to TIE, US-TIE and CTF, per family (cells, fractal) and noise level.
   Headline: at every noise level, CVDM MAE / MAE of the best baseline (lowest mean MAE at that
   level) (target ≤ 0.5).
 * **Uncertainty**: per image, Spearman ρ of the std map with |mean − truth| and the coverage of
@@ -43,6 +44,7 @@ from _quality_tables import markdown, summarise
 from _testsets import (
     QPI_METHODS,
     QPI_MIDDLE,
+    QPI_RECIPE,
     SR_METHODS,
     SR_MIDDLE,
     TEST_SEED,
@@ -211,8 +213,10 @@ def load_tuned(path: Path, args: argparse.Namespace) -> dict[str, dict | None]:
             f"{settings.get('val_seed')}; pass the same values or leave out --baseline-params"
         )
     same = {"sr": args.sr_size, "qpi": args.qpi_size}
+    # QPI parameters tuned on another recipe (files without one: QPI-A) are tuned again
+    recipe = {"sr": True, "qpi": settings.get("qpi_recipe", "QPI-A") == QPI_RECIPE}
     return {
-        t: data[t]["tuned"] if t in data and same[t] == BASELINE_SIZES[t] else None
+        t: data[t]["tuned"] if t in data and same[t] == BASELINE_SIZES[t] and recipe[t] else None
         for t in ("sr", "qpi")
     }
 

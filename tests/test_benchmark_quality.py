@@ -71,8 +71,8 @@ def test_main_writes_json_and_markdown_with_finite_numbers(quality, tiny_models,
         assert 0.0 <= row["coverage_1sigma"] <= row["coverage_2sigma"] <= 1.0
 
     qpi = report["qpi"]
-    # 3 families × 1 level × 1 image × (tie, us-tie, ctf, cvdm)
-    assert len(qpi["rows"]) == 12 and {r["noise"] for r in qpi["rows"]} == {"N0=3000"}
+    # 2 families (cells, fractal) × 1 level × 1 image × (tie, us-tie, ctf, cvdm)
+    assert len(qpi["rows"]) == 8 and {r["noise"] for r in qpi["rows"]} == {"sigma=0.03"}
     for row in qpi["rows"]:
         assert row["mae_rad"] >= 0 and all(math.isfinite(v) for v in _numbers(row))
 
@@ -86,12 +86,12 @@ def test_main_writes_json_and_markdown_with_finite_numbers(quality, tiny_models,
     assert s["delta_db"] == pytest.approx(s["cvdm_psnr"] - s["best_psnr"])
     assert q["best_baseline"] in ("tie", "us-tie", "ctf")
     assert q["ratio"] == pytest.approx(q["cvdm_mae_rad"] / q["best_baseline_mae_rad"])
-    assert u["images"] == 7 and math.isfinite(u["spearman_mean"])
+    assert u["images"] == 6 and math.isfinite(u["spearman_mean"])
     for flag in (s["met"], q["met"], u["met"], summary["sr"]["met"], summary["qpi"]["met"]):
         assert isinstance(flag, bool)
 
     text = md.read_text(encoding="utf-8")
-    assert "SR PSNR / SSIM at N_fg = 500" in text and "QPI MAE (rad) at N0=3000" in text
+    assert "SR PSNR / SSIM at N_fg = 500" in text and "QPI MAE (rad) at sigma=0.03" in text
     assert "UNTRAINED" in text and report["command"] in text
 
 
@@ -107,6 +107,12 @@ def test_baseline_params_are_reused_only_for_the_same_validation_set(quality, tm
     got = quality.load_tuned(path, args)
     assert got["sr"] == {"500.0": {"wiener": 0.001, "rl": 200}}
     assert got["qpi"] is None  # tuned at 256², this run uses 64²: re-tune
+    args = quality.parse_args(["--sr-model", "x"])
+    assert quality.load_tuned(path, args)["qpi"] is None  # tuned on QPI-A (no recipe recorded)
+    tuned["settings"]["qpi_recipe"] = "QPI-B"
+    tuned["qpi"] = {"tuned": {"sigma=0.03": {"tie": 1e-6, "us-tie": 1e-5, "ctf": 3e-4}}}
+    path.write_text(json.dumps(tuned), encoding="utf-8")
+    assert quality.load_tuned(path, args)["qpi"] == tuned["qpi"]["tuned"]
     with pytest.raises(SystemExit):
         quality.load_tuned(path, quality.parse_args(["--sr-model", "x", "--n-val", "2"]))
 

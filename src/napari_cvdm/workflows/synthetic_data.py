@@ -117,7 +117,7 @@ class SyntheticPairs:
         if self.task not in ("sr", "qpi"):
             raise InputError(f"task must be 'sr' or 'qpi', got {self.task!r}")
         self._validation: dict[tuple[int, int], PairBatch] = {}
-        recipe = "SR-B" if self.task == "sr" else "QPI-A"
+        recipe = "SR-B" if self.task == "sr" else "QPI-B"
         self.description = {
             "source": "synthetic",
             "recipe": recipe,
