@@ -6,15 +6,19 @@ Writes PNGs into docs/images/ (matplotlib, Agg backend)::
 
 * ``sr_<structure>.png`` - object (labelled density, 15.65 nm grid), noisy widefield (62.6 nm,
   N_fg = 500 e⁻/px) and noise-free SIM-like ground truth (31.3 nm), full 8 µm patch and a 2 µm zoom.
-* ``qpi_through_focus.png`` - phase and a 5-plane through-focus stack (−2dz … +2dz) for two phase
-  sources.
+* ``qpi_cells.png`` - eight QPI-B cell scenes (phase in rad).
+* ``qpi_through_focus.png`` - phase and a 5-plane through-focus stack (−2dz … +2dz) for the two
+  QPI-B phase sources (cell scene, fractal texture).
 * ``sr_baselines.png``, ``qpi_baselines.png`` - the classical baselines on one test image each,
   with the regularisation values tuned by benchmarks/baselines.py when its JSON exists.
+
+``--qpi`` writes only the three QPI figures.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +29,7 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from napari_cvdm.physics.camera import CameraModel, background_map, expose, photon_scale  # noqa
+from napari_cvdm.physics.cell_phase import cell_scene  # noqa: E402
 from napari_cvdm.physics.fluorescence import form_images, simulate_sr_pair  # noqa: E402
 from napari_cvdm.physics.otf import NOMINAL_SIM, Optics  # noqa: E402
 from napari_cvdm.physics.points import cell_envelope, points_to_px, splat_bilinear  # noqa: E402
@@ -36,6 +41,8 @@ from napari_cvdm.physics.tie import reconstruct_phase  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 IMAGES = ROOT / "images"
 BENCH_JSON = ROOT.parent / "benchmarks" / "results" / "baselines.json"
+QPI_JSON = ROOT.parent / "benchmarks" / "results" / "baselines_qpi.json"  # recipe QPI-B
+QPI_PHOTONS, QPI_READ = 1.0e4, 0.03  # the middle noise level of the QPI-B test set
 NA, WAVELENGTH, PHOTONS = 1.49, 0.525, 500.0
 OBJECT_PX, SIZE, MARGIN = 0.01565, 128, 32
 
@@ -108,12 +115,28 @@ def figure_structures() -> list[Path]:
     return paths
 
 
+def figure_qpi_cells() -> Path:
+    fig, axes = plt.subplots(2, 4, figsize=(15, 7.6))
+    for k, ax in enumerate(axes.flat):
+        phase, info = cell_scene(np.random.default_rng(k), (256, 256), 0.21)
+        shown = _show(ax, phase, 0.21, f"{info['n_cells']} cells, {info['n_debris']} debris, "
+                      f"max {info['phi_max']:.2f} rad", cmap="viridis", bar_um=10.0,
+                      robust=False)  # fmt: skip
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+    fig.suptitle("QPI-B cell scenes (phase in rad, 256² px of 0.21 µm, seeds 0–7)", fontsize=11)
+    fig.tight_layout()
+    path = IMAGES / "qpi_cells.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def figure_through_focus() -> Path:
-    sources = ("cells", "natural")
+    sources = ("cells", "fractal")
     fig, axes = plt.subplots(len(sources), 6, figsize=(15, 5.4))
     for row, source in enumerate(sources):
         s = simulate_qpi_stack(np.random.default_rng(3 + row), source=source, planes=5,
-                               photons=3000.0, phi_max=3.0)  # fmt: skip
+                               photons=QPI_PHOTONS, read_noise=QPI_READ)  # fmt: skip
         md = s.metadata
         shown = _show(axes[row, 0], s.phase, md["pixel_size_um"], f"{source}: phase (rad)",
                       cmap="viridis", bar_um=10.0, robust=False)  # fmt: skip
@@ -122,9 +145,9 @@ def figure_through_focus() -> Path:
             _show(axes[row, k + 1], s.stack[k], md["pixel_size_um"], f"I(z = {z:+g} µm)",
                   bar_um=10.0)  # fmt: skip
     fig.suptitle(
-        f"QPI-A through focus: λ {md['wavelength_um']} µm, Δx {md['pixel_size_um']} µm, "
-        f"dz {md['dz_um']:g} µm (D = {md['D']:.1f}), N₀ = 3000 e⁻/px; "
-        "the 2-plane default uses z = ±1 µm",
+        f"QPI-B through focus: nominal λ {md['wavelength_um']} µm, Δx {md['pixel_size_um']} µm, "
+        f"dz {md['dz_um']:g} µm (D = {md['D']:.1f}), N₀ = {QPI_PHOTONS:g} e⁻/px + read σ "
+        f"{QPI_READ:g}; the 2-plane default uses z = ±1 µm",
         fontsize=11,
     )
     fig.tight_layout()
@@ -135,10 +158,12 @@ def figure_through_focus() -> Path:
 
 
 def _tuned() -> dict:
+    tuned: dict = {"sr": {}, "qpi": {}}
     if BENCH_JSON.exists():
-        report = json.loads(BENCH_JSON.read_text(encoding="utf-8"))
-        return {"sr": report["sr"]["tuned"], "qpi": report["qpi"]["tuned"]}
-    return {"sr": {}, "qpi": {}}
+        tuned["sr"] = json.loads(BENCH_JSON.read_text(encoding="utf-8"))["sr"]["tuned"]
+    if QPI_JSON.exists():
+        tuned["qpi"] = json.loads(QPI_JSON.read_text(encoding="utf-8"))["qpi"]["tuned"]
+    return tuned
 
 
 def figure_baselines(tuned: dict) -> list[Path]:
@@ -160,10 +185,14 @@ def figure_baselines(tuned: dict) -> list[Path]:
     sr_path = IMAGES / "sr_baselines.png"
     fig.savefig(sr_path, dpi=100)
     plt.close(fig)
+    return [sr_path, figure_qpi_baselines(tuned)]
 
-    s = simulate_qpi_stack(np.random.default_rng([2024, 1, 0]), source="cells", photons=3000.0)
+
+def figure_qpi_baselines(tuned: dict) -> Path:
+    s = simulate_qpi_stack(np.random.default_rng([2024, 1, 0]), source="cells",
+                           photons=QPI_PHOTONS, read_noise=QPI_READ)  # fmt: skip
     md = s.metadata
-    alphas = tuned["qpi"].get("N0=3000", {})
+    alphas = tuned["qpi"].get(f"sigma={QPI_READ:g}", {})
     fig, axes = plt.subplots(1, 5, figsize=(16, 3.6))
     _show(axes[0], s.stack[1] - s.stack[0], md["pixel_size_um"], "I(+dz) − I(−dz)",
           symmetric=True, cmap="RdBu_r", bar_um=10.0)  # fmt: skip
@@ -180,17 +209,25 @@ def figure_baselines(tuned: dict) -> list[Path]:
     axes[4].set_title("true phase (rad)", fontsize=9)
     axes[4].set_axis_off()
     fig.colorbar(shown, ax=axes[4], fraction=0.046, pad=0.02)
-    fig.suptitle("Phase baselines, procedural cells, N₀ = 3000 e⁻/px, dz = ±1 µm", fontsize=11)
+    fig.suptitle(
+        f"Phase baselines (QPI-B), cell scene, read σ {QPI_READ:g} of I₀ + shot noise at "
+        f"N₀ = {QPI_PHOTONS:g} e⁻/px, nominal dz = ±1 µm",
+        fontsize=11,
+    )
     fig.tight_layout()
     qpi_path = IMAGES / "qpi_baselines.png"
     fig.savefig(qpi_path, dpi=100)
     plt.close(fig)
-    return [sr_path, qpi_path]
+    return qpi_path
 
 
 def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
-    paths = figure_structures() + [figure_through_focus()] + figure_baselines(_tuned())
+    if "--qpi" in sys.argv[1:]:
+        paths = [figure_qpi_cells(), figure_through_focus(), figure_qpi_baselines(_tuned())]
+    else:
+        paths = figure_structures() + [figure_qpi_cells(), figure_through_focus()]
+        paths += figure_baselines(_tuned())
     for path in paths:
         print(path.relative_to(ROOT.parent))
 
