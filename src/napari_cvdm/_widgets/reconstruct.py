@@ -29,9 +29,7 @@ from magicgui.widgets import (
 
 from ..assumptions import Assumptions
 from ..engine.threads import auto_threads
-from ..errors import UserError
 from . import common
-from .checks import RECONSTRUCT_FIELDS, fields_problem, preflight_job
 from .common import MODEL_EVENTS, TRAIN_PREVIEW, RunButton, RunState, RunStatus
 from .inputs import ModelHeaders, dz_from_layer, implied_task, metadata_number, pixel_size_um
 from .outputs import OutputLayers, layer_geometry, output_names
@@ -129,6 +127,14 @@ class ReconstructWidget(Container):
         self.keep_previous = CheckBox(text="keep previous results", value=False)
         self.run_button = RunButton(self.status, self.run, self.cancel)
         self.status_label = Label(label="")
+        self.show_more = CheckBox(text="more options (sampler, seed, threads, tiles)", value=False)
+        self.more = Container(
+            widgets=[self.sampler, self.seed, self.threads, self.tile_size, self.keep_previous],
+            labels=True,
+            visible=False,
+        )
+        self.more.margins = (0, 0, 0, 0)
+        self.show_more.changed.connect(lambda v: setattr(self.more, "visible", bool(v)))
         self.extend(
             [
                 self.mode,
@@ -144,14 +150,11 @@ class ReconstructWidget(Container):
                 self.qpi_box,
                 self.samples,
                 self.steps,
-                self.sampler,
-                self.seed,
                 self.device,
                 self.device_info,
-                self.threads,
-                self.tile_size,
                 self.frames,
-                self.keep_previous,
+                self.show_more,
+                self.more,
                 self.run_button.widget,
                 self.status_label,
             ]
@@ -494,9 +497,8 @@ class ReconstructWidget(Container):
                 )
             if self.dz_um.value <= 0 or self.wavelength_um.value <= 0:
                 return "Enter dz and the wavelength (µm) of this stack."
-        bad = fields_problem(self, RECONSTRUCT_FIELDS, mode)  # the CLI's ranges, one line
-        if bad:
-            return bad
+        if 0 < self.tile_size.value < 16:
+            return "The tile size must be 0 (whole frame) or at least 16 pixels."
         if self.device_info.value.startswith("unavailable"):
             return f"Device {self.device.value}: {self.device_info.value}"
         return None
@@ -636,16 +638,9 @@ class ReconstructWidget(Container):
         except (ValueError, MemoryError) as exc:  # indexing/copying the layer data
             common.notify(common.describe_error(exc), "error")
             return
-        try:  # resampling factor, memory and camera offset, as the CLI checks them
-            given = self._sources.get("offset_adu") in ("layer", "user")
-            notes = preflight_job(self.mode.value, job, self._model_meta(job.model_path), given)
-        except UserError as exc:
-            common.notify(str(exc), "error")
-            return
         warning = memory_warning(job)
-        for note in [*notes, warning]:
-            if note:
-                common.notify(note, "warning")
+        if warning:
+            common.notify(warning, "warning")
         names = output_names(
             layer.name, [lyr.name for lyr in self.viewer.layers], self.keep_previous.value
         )

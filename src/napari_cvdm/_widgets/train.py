@@ -33,12 +33,10 @@ from magicgui.widgets import (
     SpinBox,
 )
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from ..errors import UserError
-from ..failures import internal_message, user_message
-from ..workflows.preflight import check_train_run
-from .checks import TRAIN_FIELDS, field_problem, fields_problem
+from ..train_settings import TRAIN_DEFAULTS, read_settings, write_settings
 from .common import MODEL_EVENTS, TRAIN_PREVIEW, notify
 from .train_plot import LossPlot
 
@@ -50,6 +48,11 @@ __all__ = ["PREVIEW_LAYER", "TrainWidget"]
 PREVIEW_LAYER = TRAIN_PREVIEW
 SCRATCH = "(new model from scratch)"
 SOURCES = ("layers", "folder", "synthetic")
+#: settings the widget has a field for (the others in a settings file are the CLI's)
+WIDGET_SETTINGS = (
+    "task", "data", "base_model", "preset", "freeze_schedule", "steps", "batch", "patch", "lr",
+    "lr_schedule", "val_fraction", "val_every", "device", "name",
+)  # fmt: skip
 
 
 def _pixel_size(layer: Any) -> float | None:
@@ -93,14 +96,19 @@ class _FolderData:
 
 
 def _training_events(config: Any, stop: threading.Event, data: Any) -> Any:
-    """The trainer's events; a folder is read here, in the worker thread, before the first step."""
+    """The trainer's events, after the measured time estimate; a folder is read here, in the
+    worker thread, before the first step."""
     from ..workflows.train import train
+    from ..workflows.train_estimate import estimate_training
 
     if isinstance(data, _FolderData):
         data = data.load()
         _check_patch(data, config.patch)
         if stop.is_set():  # Stop pressed while the folder was read: no run, no model
             return
+    yield estimate_training(config)
+    if stop.is_set():
+        return
     yield from train(config, stop, data=data)
 
 
@@ -130,25 +138,56 @@ class TrainWidget(QWidget):
         self.target_layer = ComboBox(label="Target", choices=self._target_choices, nullable=True)
         self.folder = FileEdit(label="Folder", mode="d")
         self.base_model = ComboBox(label="Base model", choices=[SCRATCH], value=SCRATCH)
-        self.preset = ComboBox(label="Size", choices=["tiny", "small", "base"], value="small")
+        d = TRAIN_DEFAULTS  # the same defaults as `napari-cvdm train`
+        self.preset = ComboBox(label="Size", choices=["tiny", "small", "base"], value=d["preset"])
         self.freeze_schedule = CheckBox(label="Freeze schedule", value=False)
-        self.steps = SpinBox(label="Steps", min=1, max=10_000_000, value=2000)
-        self.batch = SpinBox(label="Batch", min=1, max=1024, value=8)
-        self.patch = SpinBox(label="Patch size", min=16, max=1024, step=8, value=64)
+        self.steps = SpinBox(label="Steps", min=1, max=10_000_000, value=d["steps"])
+        self.batch = SpinBox(label="Batch", min=1, max=1024, value=d["batch"])
+        self.patch = SpinBox(label="Patch size", min=16, max=1024, step=8, value=d["patch"])
         self.lr = LineEdit(label="Learning rate", value="auto")
         self.lr_schedule = ComboBox(
-            label="LR schedule", choices=["cosine", "constant"], value="cosine"
+            label="LR schedule", choices=["cosine", "constant"], value=d["lr_schedule"]
         )
         self.val_fraction = FloatSpinBox(
-            label="Validation split", min=0.0, max=0.5, step=0.05, value=0.2
+            label="Validation split", min=0.0, max=0.5, step=0.05, value=d["val_fraction"]
         )
-        self.val_every = SpinBox(label="Validate every", min=1, max=1_000_000, value=100)
+        self.val_every = SpinBox(label="Validate every", min=1, max=1_000_000, value=d["val_every"])
         self.device = ComboBox(label="Device", choices=["auto"], value="auto")
         self.name = LineEdit(label="Model name", value="my-sr-model")
         self.resume = CheckBox(label="Resume from checkpoint", value=False)
         self.train_button = PushButton(text="Train")
         self.save_button = PushButton(text="Save model as…", enabled=False)
         self.status = Label(value="idle")
+        self.estimate_button = PushButton(text="Estimate time")
+        self.estimate = Label(value="")
+        self.estimate.tooltip = (
+            "Measured on the chosen device: a few training steps of this network at this batch "
+            "and patch size (data loading not included)"
+        )
+        self.save_settings_button = PushButton(text="Save settings…")
+        self.load_settings_button = PushButton(text="Load settings…")
+        self.show_advanced = CheckBox(text="Advanced settings", value=False)
+        # the form fits a 1080p screen beside Reconstruct: the rarely changed fields fold away
+        self.advanced = Container(
+            widgets=[
+                self.device,
+                self.preset,
+                self.freeze_schedule,
+                self.batch,
+                self.patch,
+                self.lr,
+                self.lr_schedule,
+                self.val_fraction,
+                self.val_every,
+                Container(
+                    widgets=[self.save_settings_button, self.load_settings_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
+            ],
+            visible=False,
+        )
+        self.advanced.margins = (0, 0, 0, 0)
         self.form = Container(
             widgets=[
                 self.task,
@@ -157,27 +196,41 @@ class TrainWidget(QWidget):
                 self.target_layer,
                 self.folder,
                 self.base_model,
-                self.preset,
-                self.freeze_schedule,
                 self.steps,
-                self.batch,
-                self.patch,
-                self.lr,
-                self.lr_schedule,
-                self.val_fraction,
-                self.val_every,
-                self.device,
                 self.name,
                 self.resume,
-                self.train_button,
-                self.save_button,
+                Container(
+                    widgets=[self.train_button, self.estimate_button, self.save_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
+                self.estimate,
                 self.status,
+                self.show_advanced,
+                self.advanced,
             ]
         )
+        for label in (self.estimate, self.status):
+            label.native.setWordWrap(True)
         self.plot = LossPlot(self)
+        self.plot.canvas.setMinimumHeight(150)
+        self.plot.setVisible(False)  # shown from the first Train on: the form alone fits 1080p
+        content = QWidget()
+        inner = QVBoxLayout(content)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(self.form.native)
+        inner.addWidget(self.plot)
+        self.scroll = QScrollArea()  # never taller than the dock: scrolls instead
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setWidget(content)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.form.native)
-        layout.addWidget(self.plot)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.scroll)
+        self._estimator: Any = None
+        # docked under Reconstruct on a 1080p screen, Qt gives this widget at least the height
+        # down to the Train button (about 300 px); the rest scrolls
+        self.setMinimumHeight(self._basic_height())
         self.worker: Any = None
         self.model_path: Path | None = None
         self.finished_event: Any = None
@@ -190,11 +243,29 @@ class TrainWidget(QWidget):
         self.base_model.changed.connect(self._refresh_visibility)
         self.train_button.changed.connect(self._toggle)
         self.save_button.changed.connect(self._save_as_dialog)
+        self.show_advanced.changed.connect(lambda v: setattr(self.advanced, "visible", bool(v)))
+        self.estimate_button.changed.connect(self.start_estimate)
+        self.save_settings_button.changed.connect(self._save_settings_dialog)
+        self.load_settings_button.changed.connect(self._load_settings_dialog)
+        for field in (self.task, self.steps, self.batch, self.patch, self.preset, self.device):
+            field.changed.connect(lambda *_: setattr(self.estimate, "value", ""))  # stale now
         events = self.viewer.layers.events
         for name in ("inserted", "removed", "reordered"):
             getattr(events, name).connect(self.reset_choices)
         self._fill_devices()
         self._task_changed()
+
+    def _basic_height(self) -> int:
+        """Pixels from the top of the form down to the Train button (the estimate, status,
+        advanced section and plot scroll below it)."""
+        layout = self.form.native.layout()
+        last = [*self.form].index(self.estimate) - 1
+        rows = [*self.form][: last + 1]  # down to the button row
+        shown = [w.native for w in rows if not w.native.isHidden()]
+        spacing = max(layout.spacing(), 0)
+        margins = layout.contentsMargins()
+        heights = sum(max(w.sizeHint().height(), w.minimumSizeHint().height()) for w in shown)
+        return heights + spacing * len(shown) + margins.top() + margins.bottom()
 
     # --- napari hooks -------------------------------------------------------------------
 
@@ -324,11 +395,6 @@ class TrainWidget(QWidget):
             raise UserError(
                 f"learning rate {text!r} is not a number; use e.g. 1e-4 or 'auto'"
             ) from None
-        problem = fields_problem(self, TRAIN_FIELDS) or (  # the CLI's ranges, one line
-            None if lr is None else field_problem("lr", lr, "Learning rate")
-        )
-        if problem:
-            raise UserError(problem)
         output = self.output_path()
         base = None if self.base_model.value == SCRATCH else self.base_model.value
         _refuse_overwrite(output, base, resume=bool(self.resume.value))
@@ -372,16 +438,12 @@ class TrainWidget(QWidget):
             data = self._data_source()
             if not isinstance(data, _FolderData):
                 _check_patch(data, config.patch)
-            # writable models folder, disk for a checkpoint and the model, memory for a step
-            check_train_run(config)
         except UserError as exc:
             notify(str(exc), "warning")
             return
-        except OSError as exc:  # the models folder itself cannot be created or listed
-            notify(user_message(exc) or str(exc), "warning")
-            return
         from napari.qt.threading import create_worker
 
+        self.plot.setVisible(True)
         self.plot.start(config.task)
         self.model_path = None
         self.finished_event = None
@@ -423,8 +485,12 @@ class TrainWidget(QWidget):
 
     def _on_event(self, event: Any) -> None:
         from ..workflows.events import Finished, LossReport, Progress, Validation
+        from ..workflows.train_estimate import TrainEstimate
 
-        if isinstance(event, LossReport):
+        if isinstance(event, TrainEstimate):
+            self.estimate.value = event.describe()
+            self.status.value = "training…"
+        elif isinstance(event, LossReport):
             self.plot.add_loss(event.step, event.losses, event.lr)
         elif isinstance(event, Progress):
             loss = self.history.losses.get("total", [float("nan")])[-1]
@@ -452,15 +518,10 @@ class TrainWidget(QWidget):
             )
 
     def _on_error(self, exc: BaseException) -> None:
-        """One line: the user's problem (bad data, full disk, out of memory, divergence) in the
-        CLI's words, or a bug with the log file holding its traceback."""
-        if isinstance(exc, FloatingPointError):
+        if isinstance(exc, UserError | FloatingPointError):
             notify(str(exc), "error")
-            return
-        message = user_message(exc)
-        if message is None:
-            message = f"training failed: {internal_message(exc, 'napari-cvdm Train widget')}"
-        notify(message, "error")
+        else:
+            notify(f"training failed: {type(exc).__name__}: {exc}", "error")
 
     def _on_finished(self) -> None:
         self.worker = None
@@ -496,6 +557,136 @@ class TrainWidget(QWidget):
     def history(self) -> Any:
         """The ``TrainHistory`` of the current (or last) run."""
         return self.plot.history
+
+    # --- time estimate ----------------------------------------------------------------
+
+    def start_estimate(self, *_: Any) -> None:
+        """Measure the training time of the form's run in a worker (the GUI stays live)."""
+        if self.running or self._estimator is not None:
+            return
+        try:
+            config = self.make_config()
+        except UserError as exc:
+            notify(str(exc), "warning")
+            return
+        from napari.qt.threading import create_worker
+
+        from ..workflows.train_estimate import estimate_training
+
+        self.estimate.value = "measuring a few training steps…"
+        self.estimate_button.enabled = False
+        self._estimator = create_worker(estimate_training, config, _ignore_errors=True)
+        self._estimator.returned.connect(lambda e: setattr(self.estimate, "value", e.describe()))
+        self._estimator.errored.connect(
+            lambda exc: setattr(self.estimate, "value", f"no estimate: {exc}")
+        )
+        self._estimator.finished.connect(self._estimate_done)
+        self._estimator.start()
+
+    def _estimate_done(self) -> None:
+        self._estimator = None
+        self.estimate_button.enabled = True
+
+    # --- settings files ---------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        """The form as training settings (the file format of ``train --config``)."""
+        text = (self.lr.value or "auto").strip().lower()
+        try:
+            lr = None if text in ("", "auto") else float(text)
+        except ValueError:
+            raise UserError(
+                f"learning rate {text!r} is not a number; use e.g. 1e-4 or 'auto'"
+            ) from None
+        data = None
+        if self.source.value == "synthetic":
+            data = "synthetic"
+        elif self.source.value == "folder" and str(self.folder.value) not in ("", "."):
+            data = str(Path(str(self.folder.value)).resolve())
+        return {
+            "task": self.task.value,
+            "data": data,
+            "base_model": None if self.base_model.value == SCRATCH else self.base_model.value,
+            "preset": self.preset.value,
+            "freeze_schedule": bool(self.freeze_schedule.value),
+            "steps": self.steps.value,
+            "batch": self.batch.value,
+            "patch": self.patch.value,
+            "lr": lr,
+            "lr_schedule": self.lr_schedule.value,
+            "val_fraction": float(self.val_fraction.value),
+            "val_every": self.val_every.value,
+            "device": self.device.value,
+            "name": (self.name.value or "").strip() or None,
+        }
+
+    def apply_settings(self, settings: dict[str, Any]) -> list[str]:
+        """Fill the form from training settings; returns the keys it has no field for (the
+        CLI's). Raises ``UserError`` for a value the form cannot take."""
+        if "task" in settings:
+            if settings["task"] not in ("sr", "qpi"):
+                raise UserError(f"task must be 'sr' or 'qpi', got {settings['task']!r}")
+            self.task.value = settings["task"]
+        data = settings.get("data")
+        if data == "synthetic":
+            self.source.value = "synthetic"
+        elif data:
+            self.source.value = "folder"
+            self.folder.value = data
+        base = settings.get("base_model") or SCRATCH
+        if base not in self.base_model.choices:
+            raise UserError(
+                f"base model {base!r} is not listed for task {self.task.value}; train or copy it "
+                "into the user models folder first"
+            )
+        self.base_model.value = base
+        for key in ("preset", "lr_schedule", "device"):
+            if key in settings:
+                combo = getattr(self, key)
+                values = [c[1] if isinstance(c, tuple) else c for c in combo.choices]
+                if settings[key] not in values:
+                    raise UserError(f"{key} {settings[key]!r} is not one of {values}")
+                combo.value = settings[key]
+        for key in ("steps", "batch", "patch", "val_every", "val_fraction", "freeze_schedule"):
+            if key in settings:
+                getattr(self, key).value = settings[key]
+        if "lr" in settings:
+            self.lr.value = "auto" if settings["lr"] is None else repr(float(settings["lr"]))
+        if settings.get("name"):
+            self.name.value = settings["name"]
+        return [k for k in settings if k not in WIDGET_SETTINGS]
+
+    def save_settings(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the form's settings (a file `napari-cvdm train --config` reads)."""
+        return write_settings(path, self.settings(), overwrite)
+
+    def load_settings(self, path: str | Path) -> list[str]:
+        """Fill the form from a settings file; returns the CLI-only keys it kept aside."""
+        return self.apply_settings(read_settings(path))
+
+    def _save_settings_dialog(self, *_: Any) -> None:
+        target, _filter = QFileDialog.getSaveFileName(
+            self, "Save training settings", str(Path.home() / "train-settings.json"),
+            "Training settings (*.json)",
+        )  # fmt: skip
+        if target:  # the dialog already asked before replacing a file
+            try:
+                notify(f"training settings saved to {self.save_settings(target, True)}", "info")
+            except (UserError, OSError) as exc:
+                notify(f"could not save the settings: {exc}", "error")
+
+    def _load_settings_dialog(self, *_: Any) -> None:
+        source, _filter = QFileDialog.getOpenFileName(
+            self, "Load training settings", str(Path.home()), "Training settings (*.json)"
+        )
+        if source:
+            try:
+                aside = self.load_settings(source)
+            except UserError as exc:
+                notify(str(exc), "warning")
+                return
+            note = f" (command-line only, not used here: {', '.join(aside)})" if aside else ""
+            notify(f"training settings loaded from {source}{note}", "info")
 
     # --- save ---------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ class LossPlot(QWidget):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(5, 2.6), dpi=90)
+        self.figure = Figure(figsize=(5, 2.2), dpi=90)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(200)
         layout = QVBoxLayout(self)

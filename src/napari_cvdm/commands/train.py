@@ -21,6 +21,8 @@ __all__ = ["ProgressBar", "add_parser", "run"]
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``train`` subcommand."""
+    from ..train_settings import TRAIN_DEFAULTS as D  # shared with the Train widget
+
     parser = subparsers.add_parser(
         "train",
         help="train or fine-tune a model (synthetic physics data or paired folders)",
@@ -28,23 +30,34 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "Train a CVDM model on the physics simulator (--data synthetic) or on a folder with "
             "input/ and target/ subfolders of matching file names (TIFF/OME-TIFF/MRC), or "
             "fine-tune an existing model (--base-model). Under `torchrun --nproc-per-node N` the "
-            "same command trains with DistributedDataParallel."
+            "same command trains with DistributedDataParallel. The defaults are the Train "
+            "widget's; the measured time of the run is printed before step 1."
         ),
     )
     parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read the training settings from FILE (the Train widget's 'Save settings…' or "
+        "--save-config); options given here win",
+    )
+    parser.add_argument(
+        "--save-config",
+        metavar="FILE",
+        help="write the settings of this command line to FILE (for --config or the Train "
+        "widget's 'Load settings…') and exit without training",
+    )
+    parser.add_argument(
         "--task",
-        required=True,
         choices=("sr", "qpi"),
-        help="sr: widefield → 2× SIM-like; qpi: two planes → phase",
+        help="sr: widefield → 2× SIM-like; qpi: two planes → phase (required, here or in --config)",
     )
     parser.add_argument(
         "--data",
-        required=True,
         metavar="DIR|synthetic",
-        help="'synthetic' or a folder with input/ and target/",
+        help="'synthetic' or a folder with input/ and target/ (required, here or in --config)",
     )
     parser.add_argument(
-        "--output", required=True, metavar="MODEL.safetensors", help="model file to write"
+        "--output", metavar="MODEL.safetensors", help="model file to write (required)"
     )
     parser.add_argument(
         "--base-model", metavar="NAME_OR_PATH", help="fine-tune from this model (name or file)"
@@ -55,14 +68,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="when fine-tuning, keep the learned schedule fixed",
     )
     parser.add_argument(
-        "--steps", type=int, default=20000, help="optimiser steps in total (default 20000)"
+        "--steps",
+        type=int,
+        default=D["steps"],
+        help=f"optimiser steps in total (default {D['steps']})",
     )
-    parser.add_argument("--batch", type=int, default=16, help="global batch size (default 16)")
+    parser.add_argument(
+        "--batch", type=int, default=D["batch"], help=f"global batch size (default {D['batch']})"
+    )
     parser.add_argument(
         "--patch",
         type=int,
-        default=128,
-        help="patch side on the target grid, multiple of 8 (default 128)",
+        default=D["patch"],
+        help=f"patch side on the target grid, multiple of 8 (default {D['patch']})",
     )
     parser.add_argument(
         "--lr", type=float, help="learning rate (default 1e-4; 3e-5 when fine-tuning)"
@@ -70,15 +88,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--lr-schedule",
         choices=("constant", "cosine"),
-        default="cosine",
+        default=D["lr_schedule"],
         help="after the warm-up: cosine decay to 0.1x the peak rate at --steps, or the constant "
-        "peak rate (default cosine, as in the Train widget)",
+        f"peak rate (default {D['lr_schedule']})",
     )
     parser.add_argument(
         "--preset",
         choices=("tiny", "small", "base"),
-        default="small",
-        help="network size (default small)",
+        default=D["preset"],
+        help=f"network size (default {D['preset']})",
     )
     parser.add_argument(
         "--resume", metavar="CKPT", help="continue exactly from a checkpoint (MODEL.ckpt)"
@@ -90,14 +108,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)"
     )
     parser.add_argument(
-        "--val-every", type=int, default=500, help="validate every N steps (default 500)"
+        "--val-every",
+        type=int,
+        default=D["val_every"],
+        help=f"validate every N steps (default {D['val_every']})",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=D["val_fraction"],
+        help=f"share of a folder's pairs kept for validation (default {D['val_fraction']})",
     )
     parser.add_argument("--val-count", type=int, default=4, help="validation patches (default 4)")
     parser.add_argument(
         "--val-steps", type=int, default=10, help="sampling steps in validation (default 10)"
     )
     parser.add_argument(
-        "--ckpt-every", type=int, default=1000, help="checkpoint every N steps (default 1000)"
+        "--ckpt-every",
+        type=int,
+        default=D["ckpt_every"],
+        help=f"checkpoint every N steps (default {D['ckpt_every']})",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
@@ -225,6 +255,125 @@ class ProgressBar:
             self.stream.flush()
 
 
+#: settings-file key -> (parsed option, the flags that set it on the command line)
+_SETTING_OPTIONS = {
+    "task": ("task", ("--task",)),
+    "data": ("data", ("--data",)),
+    "base_model": ("base_model", ("--base-model",)),
+    "preset": ("preset", ("--preset",)),
+    "freeze_schedule": ("freeze_schedule", ("--freeze-schedule",)),
+    "steps": ("steps", ("--steps",)),
+    "batch": ("batch", ("--batch",)),
+    "patch": ("patch", ("--patch",)),
+    "lr": ("lr", ("--lr",)),
+    "lr_schedule": ("lr_schedule", ("--lr-schedule",)),
+    "val_fraction": ("val_fraction", ("--val-fraction",)),
+    "val_every": ("val_every", ("--val-every",)),
+    "val_count": ("val_count", ("--val-count",)),
+    "val_steps": ("val_steps", ("--val-steps",)),
+    "ckpt_every": ("ckpt_every", ("--ckpt-every",)),
+    "seed": ("seed", ("--seed",)),
+    "device": ("device", ("--device",)),
+    "name": ("name", ("--name",)),
+    "description": ("description", ("--description",)),
+    "fp16": ("fp16", ("--fp16",)),
+    "sr_prior": ("sr_prior", ("--sr-prior",)),
+    "patches_per_frame": ("patches_per_frame", ("--patches-per-frame",)),
+}
+_PHYSICS_FLAGS = {
+    "pixel_size_um": "--pixel-size",
+    "na": "--na",
+    "wavelength_um": "--wavelength",
+    "dz_um": "--dz",
+}
+
+
+def _given(argv: list[str], flags: tuple[str, ...]) -> bool:
+    """Whether one of ``flags`` is on the command line (``--flag v`` or ``--flag=v``)."""
+    return any(a == f or a.startswith(f + "=") for a in argv for f in flags)
+
+
+def apply_settings_file(args: argparse.Namespace) -> None:
+    """``--config FILE``: its settings replace the defaults, never an option given here."""
+    from ..errors import InputError
+    from ..train_settings import read_settings
+
+    if not args.config:
+        return
+    argv = _argv_of(args)
+    for key, value in read_settings(args.config).items():
+        if key == "physics":
+            for name, number in value.items():
+                if name not in _PHYSICS_FLAGS:
+                    raise InputError(
+                        f"{args.config}: unknown physics setting {name!r}; known: "
+                        f"{', '.join(_PHYSICS_FLAGS)}"
+                    )
+                if not _given(argv, (_PHYSICS_FLAGS[name],)):
+                    setattr(args, f"physics_{name}", number)
+            continue
+        if key == "sim":  # simulator options: the file's, then those given here
+            import json
+
+            given = _sim_options(args.sim)
+            args.sim = [f"{k}={json.dumps(v)}" for k, v in {**value, **given}.items()]
+            continue
+        dest, flags = _SETTING_OPTIONS[key]
+        if not _given(argv, flags):
+            setattr(args, dest, value)
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of a parsed command line, as written by ``--save-config``."""
+    out = {key: getattr(args, dest) for key, (dest, _flags) in _SETTING_OPTIONS.items()}
+    physics = {
+        key: getattr(args, f"physics_{key}")
+        for key in _PHYSICS_FLAGS
+        if getattr(args, f"physics_{key}", None) is not None
+    }
+    if physics:
+        out["physics"] = physics
+    if args.sim:
+        out["sim"] = _sim_options(args.sim)
+    return out
+
+
+def _print_estimate(config: Any) -> None:
+    """Print the measured time of the run before step 1 — only for a run that will start, so
+    that bad input still gives one line (the trainer reports it)."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..physics.fluorescence import SR_DEFAULTS
+    from ..physics.qpi import QPI_DEFAULTS
+    from ..workflows.train_estimate import estimate_training
+
+    try:
+        config.validate()
+    except InputError:
+        return
+    data = str(config.data)
+    known = SR_DEFAULTS if config.task == "sr" else QPI_DEFAULTS
+    if (data != "synthetic" and not Path(data).is_dir()) or set(config.synthetic_overrides) - set(
+        known
+    ):
+        return
+    if config.resume and not Path(config.resume).is_file():
+        return
+    print(f"napari-cvdm train: {estimate_training(config).describe()}", file=sys.stderr)
+
+
+def _check_required(args: argparse.Namespace) -> None:
+    from ..errors import InputError
+
+    missing = [f"--{k}" for k in ("task", "data", "output") if not getattr(args, k, None)]
+    if missing:
+        raise InputError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required (on the "
+            "command line, or task and data in a --config file)"
+        )
+
+
 def _config_from_args(args: argparse.Namespace) -> Any:
     from ..workflows.train import TrainConfig
 
@@ -244,6 +393,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         checkpoint=args.checkpoint,
         device=args.device,
         val_every=args.val_every,
+        val_fraction=args.val_fraction,
         val_count=args.val_count,
         val_steps=args.val_steps,
         ckpt_every=args.ckpt_every,
@@ -315,6 +465,15 @@ def run(args: argparse.Namespace) -> int:
     from ..limits import check_args
     from ..workflows.train_log import TrainHistory, log_paths, write_png
 
+    apply_settings_file(args)
+    if args.save_config:
+        from ..train_settings import write_settings
+
+        check_args(args, OPTION_LIMITS)
+        path = write_settings(args.save_config, settings_of(args), args.overwrite)
+        print(f"wrote the training settings to {path}; train with --config {path}")
+        return 0
+    _check_required(args)
     check_args(args, OPTION_LIMITS)
     if args.threads:
         import torch
@@ -323,6 +482,7 @@ def run(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     if int(os.environ.get("RANK", "0")) == 0:
         check_outputs(config, getattr(args, "overwrite", False))
+        _print_estimate(config)
     rank = int(os.environ.get("RANK", "0"))
     csv_path, png_path = log_paths(config.output)
     history = TrainHistory(config.task)
