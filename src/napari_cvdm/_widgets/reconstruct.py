@@ -29,7 +29,9 @@ from magicgui.widgets import (
 
 from ..assumptions import Assumptions
 from ..engine.threads import auto_threads
+from ..errors import UserError
 from . import common
+from .checks import RECONSTRUCT_FIELDS, fields_problem, preflight_job
 from .common import MODEL_EVENTS, TRAIN_PREVIEW, RunButton, RunState, RunStatus
 from .inputs import ModelHeaders, dz_from_layer, implied_task, metadata_number, pixel_size_um
 from .outputs import OutputLayers, layer_geometry, output_names
@@ -497,8 +499,9 @@ class ReconstructWidget(Container):
                 )
             if self.dz_um.value <= 0 or self.wavelength_um.value <= 0:
                 return "Enter dz and the wavelength (µm) of this stack."
-        if 0 < self.tile_size.value < 16:
-            return "The tile size must be 0 (whole frame) or at least 16 pixels."
+        bad = fields_problem(self, RECONSTRUCT_FIELDS, mode)  # the CLI's ranges, one line
+        if bad:
+            return bad
         if self.device_info.value.startswith("unavailable"):
             return f"Device {self.device.value}: {self.device_info.value}"
         return None
@@ -638,9 +641,16 @@ class ReconstructWidget(Container):
         except (ValueError, MemoryError) as exc:  # indexing/copying the layer data
             common.notify(common.describe_error(exc), "error")
             return
+        try:  # resampling factor, memory and camera offset, as the CLI checks them
+            given = self._sources.get("offset_adu") in ("layer", "user")
+            notes = preflight_job(self.mode.value, job, self._model_meta(job.model_path), given)
+        except UserError as exc:
+            common.notify(str(exc), "error")
+            return
         warning = memory_warning(job)
-        if warning:
-            common.notify(warning, "warning")
+        for note in [*notes, warning]:
+            if note:
+                common.notify(note, "warning")
         names = output_names(
             layer.name, [lyr.name for lyr in self.viewer.layers], self.keep_previous.value
         )

@@ -36,7 +36,10 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from ..errors import UserError
+from ..failures import internal_message, user_message
 from ..train_settings import TRAIN_DEFAULTS, read_settings, write_settings
+from ..workflows.preflight import check_train_run
+from .checks import TRAIN_FIELDS, field_problem, fields_problem
 from .common import MODEL_EVENTS, TRAIN_PREVIEW, notify
 from .train_plot import LossPlot
 
@@ -395,6 +398,11 @@ class TrainWidget(QWidget):
             raise UserError(
                 f"learning rate {text!r} is not a number; use e.g. 1e-4 or 'auto'"
             ) from None
+        problem = fields_problem(self, TRAIN_FIELDS) or (  # the CLI's ranges, one line
+            None if lr is None else field_problem("lr", lr, "Learning rate")
+        )
+        if problem:
+            raise UserError(problem)
         output = self.output_path()
         base = None if self.base_model.value == SCRATCH else self.base_model.value
         _refuse_overwrite(output, base, resume=bool(self.resume.value))
@@ -438,8 +446,13 @@ class TrainWidget(QWidget):
             data = self._data_source()
             if not isinstance(data, _FolderData):
                 _check_patch(data, config.patch)
+            # writable models folder, disk for a checkpoint and the model, memory for a step
+            check_train_run(config)
         except UserError as exc:
             notify(str(exc), "warning")
+            return
+        except OSError as exc:  # the models folder itself cannot be created or listed
+            notify(user_message(exc) or str(exc), "warning")
             return
         from napari.qt.threading import create_worker
 
@@ -518,10 +531,15 @@ class TrainWidget(QWidget):
             )
 
     def _on_error(self, exc: BaseException) -> None:
-        if isinstance(exc, UserError | FloatingPointError):
+        """One line: the user's problem (bad data, full disk, out of memory, divergence) in the
+        CLI's words, or a bug with the log file holding its traceback."""
+        if isinstance(exc, FloatingPointError):
             notify(str(exc), "error")
-        else:
-            notify(f"training failed: {type(exc).__name__}: {exc}", "error")
+            return
+        message = user_message(exc)
+        if message is None:
+            message = f"training failed: {internal_message(exc, 'napari-cvdm Train widget')}"
+        notify(message, "error")
 
     def _on_finished(self) -> None:
         self.worker = None
