@@ -118,7 +118,7 @@ def _config(tmp_path, name, **changes):
 
 
 def test_a_model_fine_tuned_with_the_prior_gains_the_channel_and_predicts(tmp_path):
-    base = list(train(_config(tmp_path, "base"), data=_data(False)))[-1].result
+    base = list(train(_config(tmp_path, "base", sr_prior=False), data=_data(False)))[-1].result
     assert read_metadata(base)["architecture"]["condition_channels"] == 1
     config = _config(tmp_path, "rl", base_model=str(base), sr_prior=True)
     events = list(train(config, data=_data(True)))
@@ -148,3 +148,13 @@ def test_prepared_pairs_carry_the_prior_with_the_stated_optics():
     assert plain.condition.shape == (1, 64, 64) and with_prior.condition.shape == (2, 64, 64)
     np.testing.assert_allclose(with_prior.condition[1], plain.condition[0])
     np.testing.assert_allclose(with_prior.target, plain.target)  # the target does not change
+
+
+def test_the_prior_is_inherited_from_the_base_model_and_on_by_default(tmp_path):
+    scratch = list(train(_config(tmp_path, "scratch"), data=_data(False)))[-1].result
+    assert read_metadata(scratch)["architecture"]["condition_channels"] == 2  # default: RL
+    # fine-tuning a prior model on data prepared without it: the data adopt the channel
+    tuned = list(train(_config(tmp_path, "tuned", base_model=str(scratch)), data=_data(False)))
+    meta = read_metadata(tuned[-1].result)
+    assert meta["normalization"]["prior"]["kind"] == "rl"
+    assert meta["architecture"]["condition_channels"] == 2

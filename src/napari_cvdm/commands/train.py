@@ -135,10 +135,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sr-prior",
-        choices=("none", "rl"),
-        default="none",
+        choices=("auto", "none", "rl"),
+        default="auto",
         help="SR: condition on the Richardson–Lucy estimate (nominal optics) and learn its "
-        "correction (rl), or on the widefield alone (none, default)",
+        "correction (rl), or on the widefield alone (none); auto (default): as the base model "
+        "or checkpoint, rl from scratch",
     )
     parser.add_argument(
         "--patches-per-frame",
@@ -407,7 +408,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
             if key.startswith("physics_") and value is not None
         },
         patches_per_frame=args.patches_per_frame,
-        sr_prior=args.sr_prior == "rl",
+        sr_prior={"auto": None, "none": False, "rl": True}[args.sr_prior],
         synthetic_overrides=_sim_options(args.sim),
         command="napari-cvdm train " + " ".join(shlex.quote(a) for a in _argv_of(args)),
     )

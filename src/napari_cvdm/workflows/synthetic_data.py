@@ -125,6 +125,12 @@ class SyntheticPairs:
             **self.description,
         }
 
+    def adopt_sr_prior(self, flag: bool) -> None:
+        """Simulate SR conditions with (or without) the RL prior channel, as the model needs."""
+        if self.task == "sr" and bool(flag) != self.sr_prior:
+            self.sr_prior = bool(flag)
+            self._validation.clear()
+
     def train_batch(self, rng: np.random.Generator, batch: int, patch: int) -> PairBatch:
         """``batch`` augmented patches cut from freshly simulated frames."""
         if self.patches_per_frame < 1:

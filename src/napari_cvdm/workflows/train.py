@@ -42,13 +42,23 @@ from .train_support import (
 )
 from .training_data import TASK_CHANNELS, condition_channels
 
-__all__ = ["DEFAULT_FINETUNE_LR", "DEFAULT_LR", "TrainConfig", "checkpoint_path_for", "train"]
+__all__ = [
+    "DEFAULT_FINETUNE_LR",
+    "DEFAULT_LR",
+    "DEFAULT_SR_PRIOR",
+    "TrainConfig",
+    "checkpoint_path_for",
+    "train",
+]
 
 DEFAULT_LR = 1e-4
 DEFAULT_FINETUNE_LR = 3e-5
 #: sampler clamp of |ŷ_0 + x_up| for SR models (targets in the input's units, see
 #: normalization.normalize_target_to_condition); only a guard against diverging pixels
 SR_DENOISED_BOUND = 6.0
+#: SR models trained from scratch condition on the Richardson–Lucy prior (docs/models.md: the
+#: measured comparison with the widefield-only condition on recipe SR-B)
+DEFAULT_SR_PRIOR = True
 #: consecutive steps with a non-finite gradient that are skipped before the run counts as diverged
 MAX_SKIPPED_STEPS = 5
 #: ``constant``: the peak rate after warm-up; ``cosine``: half-cosine decay from the peak after
@@ -80,7 +90,8 @@ class TrainConfig:
     ``lr`` None means 1e-4, or 3e-5 when fine-tuning from ``base_model`` (a name or path).
     ``checkpoint`` defaults to the output path with the suffix ``.ckpt``. ``sr_prior``: SR
     conditions start with the Richardson–Lucy prior channel and the model learns its residual
-    (a base model without it gains the channel with zero weights).
+    (a base model without it gains the channel with zero weights); None: as the base model or
+    checkpoint has it, else :data:`DEFAULT_SR_PRIOR`.
     """
 
     task: str
@@ -115,7 +126,7 @@ class TrainConfig:
     synthetic_overrides: dict[str, Any] = field(default_factory=dict)
     patches_per_frame: int = 1
     prefetch: int = 2
-    sr_prior: bool = False
+    sr_prior: bool | None = None
 
     def learning_rate(self) -> float:
         """The peak learning rate: ``lr`` or the default for training / fine-tuning."""
@@ -288,6 +299,20 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
     return CVDM(arch), {}
 
 
+def _inherited_sr_prior(config: TrainConfig, resume: Any) -> bool:
+    """Whether an SR run uses the RL prior when not told: as its checkpoint or base model does,
+    else :data:`DEFAULT_SR_PRIOR`."""
+    if resume is not None:
+        return resume.info.get("architecture", {}).get("condition_channels") == 2
+    if config.base_model:
+        from ..engine.modelfile import read_metadata
+        from ..engine.registry import resolve_model
+
+        rule = read_metadata(resolve_model(config.base_model)).get("normalization", {})
+        return bool(rule.get("prior"))
+    return DEFAULT_SR_PRIOR
+
+
 def _training_totals(training: dict[str, Any]) -> dict[str, float]:
     """Cumulative optimiser steps and wall time (s) of a model, over all the runs it went through
     (older files record only their own run's ``steps`` and ``wall_time_s``)."""
@@ -353,6 +378,8 @@ def train(
             f"checkpoint {config.resume} is for task {resume.info.get('task')!r}, not "
             f"{config.task!r}; resume it with --task {resume.info.get('task')}"
         )
+    if config.sr_prior is None:
+        config.sr_prior = config.task == "sr" and _inherited_sr_prior(config, resume)
     if resume is not None:
         check_resume_settings(config, resume.info.get("config", {}), config.resume)
         _check_condition_channels(
@@ -376,6 +403,15 @@ def train(
             sr_prior=config.sr_prior,
         )
     )
+    if config.task == "sr":  # the data follow the model: with or without the RL prior channel
+        adopt = getattr(source, "adopt_sr_prior", None)
+        if adopt is not None:
+            adopt(config.sr_prior)
+        elif config.sr_prior:
+            raise InputError(
+                "this training data source cannot add the RL prior channel the model needs; "
+                "give images or a folder, or train with --sr-prior none"
+            )
     model, origin = _build_model(config, resume)
     if config.task == "sr":  # input-scaled targets reach a few units at bright, sharp peaks
         model.config.extra["denoised_bound"] = SR_DENOISED_BOUND

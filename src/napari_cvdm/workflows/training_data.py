@@ -325,6 +325,13 @@ class PairedImages:
             **self.description,
         }
 
+    def adopt_sr_prior(self, flag: bool) -> None:
+        """Prepare the SR conditions with (or without) the RL prior channel, as the model needs
+        (the trainer calls this once it knows the model)."""
+        if self.task == "sr" and bool(flag) != self.sr_prior:
+            self.sr_prior = bool(flag)
+            self.__post_init__()
+
     def _prior_optics(self, input_px: float | None) -> dict[str, float] | None:
         """The nominal optics of the SR RL prior (None without it): the pair's pixel size, else
         ``physics``, else the SR recipe's defaults."""
