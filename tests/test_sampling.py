@@ -270,12 +270,26 @@ def test_receptive_radius_bounds_the_influence():
 def test_tiled_lambda_map_equals_untiled(model):
     x = torch.randn(1, model.config.condition_channels, 96, 96)
     whole = lambda_map_tiled(model, x, tile=0)
-    with torch.inference_mode():
-        assert torch.equal(whole, model.lambda_map(x).float())
+    with torch.inference_mode():  # in the sampler's layout (channels-last on the CPU)
+        assert torch.equal(whole, model.lambda_map(x.to(memory_format=torch.channels_last)))
     assert torch.equal(lambda_map_tiled(model, x, tile=128), whole)  # one tile covers it
     radius = model.lambda_net.unet.receptive_radius()
     tiled = lambda_map_tiled(model, x, tile=48, overlap=min(radius, 47))
     assert (tiled - whole).abs().max().item() < 1e-4 * whole.abs().max().item() + 1e-5
+
+
+def test_lambda_map_is_the_same_before_and_after_a_sampler_run():
+    # the λ pass and the denoiser share one memory layout, so a fresh model (contiguous
+    # weights) and one that a sampler run converted to channels-last give the same bits: the
+    # first image of a process and the later ones (or a Dask worker's) agree exactly
+    from napari_cvdm.engine.registry import make_untrained_model
+
+    torch.manual_seed(0)
+    fresh = make_untrained_model("sr", "tiny").model
+    x = torch.randn(1, 1, 32, 32)
+    first = lambda_map_tiled(fresh, x)
+    sample_all(fresh, x, n_samples=1, steps=1, seed=5, lam=first)
+    assert torch.equal(lambda_map_tiled(fresh, x), first)
 
 
 def test_precomputed_lambda_is_used_and_not_recomputed(model):

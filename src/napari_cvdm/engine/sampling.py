@@ -198,12 +198,15 @@ def lambda_map_tiled(
     tile: int | None = None,
     overlap: int | None = None,
     memory_budget_mb: float | None = None,
+    channels_last: bool | None = None,
 ) -> torch.Tensor:
     """λ(x) (1, C_y, H, W) float32 of a condition (1, C_x, H, W), tiled like the denoiser.
 
     ``tile``/``overlap`` as :func:`plan_batches` (None: tiles only when the λ network's pass
-    exceeds the budget, overlap its receptive radius; 0: never). With one tile covering the
-    image the result is exactly ``model.lambda_map(x)``. Runs under ``torch.inference_mode``.
+    exceeds the budget, overlap its receptive radius; 0: never). ``channels_last`` as
+    :func:`sample`, whose denoiser calls use the same layout. With one tile covering the image
+    the result is exactly ``model.lambda_map(x)`` in that layout. Runs under
+    ``torch.inference_mode``.
     """
     from .tile_plan import default_memory_budget_mb
 
@@ -220,11 +223,42 @@ def lambda_map_tiled(
         halo=unet.receptive_radius(),
         multiple=unet.stride,
     )
+    memory_format = _memory_layout(model, x.device, channels_last)
     with torch.inference_mode():
         lam = tiled_apply(
-            model.lambda_map, x, tile=plan.tile, overlap=plan.overlap, max_batch=plan.max_batch
+            lambda t: model.lambda_map(t.contiguous(memory_format=memory_format)),
+            x,
+            tile=plan.tile,
+            overlap=plan.overlap,
+            max_batch=plan.max_batch,
         )
-    return lam.float()
+    return lam.float().contiguous()
+
+
+def _memory_layout(model: Any, device: torch.device, channels_last: bool | None) -> Any:
+    """The memory format of every network call (channels-last on CPU and CUDA unless
+    ``channels_last=False``); converts the model's weights to it (values unchanged).
+
+    The λ pass and the denoiser use the same layout, so a model's results do not depend on
+    whether an earlier call already converted it (before, the first image of a process ran λ
+    on contiguous weights and every later one on channels-last weights, which differ in the
+    last bits)."""
+    if channels_last is None:
+        channels_last = device.type in ("cuda", "cpu")
+    if not channels_last:
+        return torch.contiguous_format
+    model.to(memory_format=torch.channels_last)
+    return torch.channels_last
+
+
+#: pixels (× samples) per band of the pixelwise step update
+STEP_BAND_PIXELS = 1 << 20
+
+
+def _row_bands(height: int, width: int, items: int) -> list[slice]:
+    """Row slices covering ``height`` rows with about ``STEP_BAND_PIXELS`` values each."""
+    rows = max(1, STEP_BAND_PIXELS // max(1, width * items))
+    return [slice(start, min(start + rows, height)) for start in range(0, height, rows)]
 
 
 def sample_generator(seed: int, index: int) -> torch.Generator:
@@ -328,11 +362,7 @@ def sample(
         halo=model.denoiser.receptive_radius(),
         multiple=model.denoiser.stride,
     )
-    if channels_last is None:
-        channels_last = device.type in ("cuda", "cpu")
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    memory_format = _memory_layout(model, device, channels_last)
     autocast = (
         (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
         if device.type == "cuda"
@@ -350,7 +380,12 @@ def sample(
 
     if lam is None:
         lam = lambda_map_tiled(
-            model, x, tile=tile, overlap=tile_overlap, memory_budget_mb=memory_budget_mb
+            model,
+            x,
+            tile=tile,
+            overlap=tile_overlap,
+            memory_budget_mb=memory_budget_mb,
+            channels_last=channels_last,
         )
     lam = torch.as_tensor(lam).to(device=device, dtype=torch.float32)
     if lam.shape != (1, model.config.target_channels, height, width):
@@ -360,11 +395,19 @@ def sample(
         )
     with torch.inference_mode():
         rho_grid = model.rho(time_grid(steps).to(device)).float()  # (steps + 1,)
-        y0_bounds = None
-        if clip_denoised is not None:
-            c_y = model.config.target_channels
-            offset = x[:, :c_y] if model.config.residual else torch.zeros_like(lam)
-            y0_bounds = (-float(clip_denoised) - offset, float(clip_denoised) - offset)
+        c_y = model.config.target_channels
+        offset = x[:, :c_y] if model.config.residual else None
+
+    def bounds(rows: slice) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The ŷ_0 clamp of the rows ``rows`` (made per chunk: no image-sized pair is held)."""
+        if clip_denoised is None:
+            return None
+        c = float(clip_denoised)
+        if offset is None:
+            zero = torch.zeros((), device=device)
+            return (zero - c, zero + c)
+        part = offset[..., rows, :]
+        return (-c - part, c - part)
 
     @torch.inference_mode()
     def reverse_step(y, k, noise):
@@ -380,13 +423,20 @@ def sample(
             max_batch=plan.max_batch,
             extras=(global_log_snr,),
         )
-        log_gamma_t, log_gamma_s = (
-            sch.log_gamma(lam, rho_grid[k]),
-            sch.log_gamma(lam, rho_grid[k + 1]),
-        )
-        if sampler == "ancestral":
-            return ancestral_step(y, eps_hat, log_gamma_t, log_gamma_s, noise, y0_bounds)
-        return ddim_step(y, eps_hat, log_gamma_t, log_gamma_s, eta, noise, y0_bounds)
+        del log_snr
+        # the step rule is pixelwise: apply it to bands of rows in place, so its dozen
+        # temporaries are band-sized, not image-sized (same values as one whole-image call)
+        for rows in _row_bands(height, width, y.shape[0]):
+            lam_rows = lam[..., rows, :]
+            log_gamma_t = sch.log_gamma(lam_rows, rho_grid[k])
+            log_gamma_s = sch.log_gamma(lam_rows, rho_grid[k + 1])
+            z = None if noise is None else noise[..., rows, :]
+            args = (y[..., rows, :], eps_hat[..., rows, :], log_gamma_t, log_gamma_s)
+            if sampler == "ancestral":
+                y[..., rows, :] = ancestral_step(*args, z, bounds(rows))
+            else:
+                y[..., rows, :] = ddim_step(*args, eta, z, bounds(rows))
+        return y
 
     target_shape = (model.config.target_channels, height, width)
     needs_noise = sampler == "ancestral" or eta > 0

@@ -25,8 +25,12 @@ __all__ = [
 
 #: smallest automatic tile edge (pixels)
 MIN_TILE = 64
-#: CPU budget: this fraction of the available RAM, at most CPU_BUDGET_CAP_MB
-CPU_BUDGET_FRACTION, CPU_BUDGET_CAP_MB = 0.25, 4096.0
+#: CPU budget: this fraction of the available RAM, at most CPU_BUDGET_CAP_MB. 2 GiB (was 4,
+#: with which the untiled λ pass alone took 3 GB at a 2048² output): the peak RSS of predict on
+#: a 1024² input fell from 3.4 to 1.6 GB (benchmarks/memory.py, docs/benchmarks.md); the
+#: denoiser's tiles up to 2048² outputs stay the same, at 4096² it computes about 7 % more halo
+#: pixels
+CPU_BUDGET_FRACTION, CPU_BUDGET_CAP_MB = 0.25, 2048.0
 #: CUDA budget: this fraction of the device's free memory
 CUDA_BUDGET_FRACTION = 0.5
 #: budget when the free memory cannot be asked (MPS, unknown)
@@ -88,7 +92,7 @@ def _available_ram_mb() -> float | None:
 def default_memory_budget_mb(device: Any) -> float:
     """Activation memory one sampler call may use on ``device`` (a ``torch.device`` or str).
 
-    CPU: a quarter of the available RAM, at most 4 GiB; CUDA: half the free device memory;
+    CPU: a quarter of the available RAM, at most 2 GiB; CUDA: half the free device memory;
     otherwise 2 GiB.
     """
     kind = getattr(device, "type", str(device).split(":")[0])

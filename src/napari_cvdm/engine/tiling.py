@@ -132,4 +132,4 @@ def tiled_apply(
         for j, (b, i) in enumerate(chunk):
             output[i, :, b.y : b.y + b.height, b.x : b.x + b.width] += result[j] * windows[b]
     assert output is not None
-    return output / weight_sum
+    return output.div_(weight_sum)  # in place: one image-sized output, not two

@@ -7,7 +7,8 @@
   of every frame, counted in sample-steps (``total`` = frames × samples × steps, reached by the
   last one),
 * :class:`~napari_cvdm.workflows.events.PartialResult` after each sample group: copies of the
-  running mean/std (unbiased) in physical units over the whole output,
+  running mean/std (unbiased) in physical units over the whole output (views with
+  ``partial_copies=False``, for consumers that only count samples),
 * a final :class:`~napari_cvdm.workflows.events.Finished` holding a :class:`Reconstruction`.
 
 ``generator.close()`` between events stops the job; device memory is freed either way.
@@ -65,6 +66,13 @@ class ReconstructionParams:
     group_size: int | None = None
     #: False: multiply the std by the model's calibration scale (workflows/calibration.py)
     raw_std: bool = False
+    #: False: ``PartialResult`` holds views of the running mean/std (valid until the next event)
+    #: instead of copies: two output-sized arrays less per group, for consumers (the CLI, the
+    #: Dask tasks) that only read the sample count
+    partial_copies: bool = True
+    #: activation memory (MiB) of one network call, which sizes the tiles; None: the device's
+    #: default (``engine.tile_plan.default_memory_budget_mb``)
+    memory_budget_mb: float | None = None
 
     def validate(self) -> ReconstructionParams:
         """Check ranges; raises ``InputError`` naming the bad parameter."""
@@ -87,6 +95,10 @@ class ReconstructionParams:
             (
                 self.group_size is None or self.group_size >= 1,
                 f"group_size must be >= 1, got {self.group_size}",
+            ),
+            (
+                self.memory_budget_mb is None or self.memory_budget_mb >= 16,
+                f"memory_budget_mb must be >= 16 MiB, got {self.memory_budget_mb}",
             ),
             (
                 all(0.0 <= t <= 1.0 for t in self.t_star),
@@ -113,20 +125,35 @@ class ReconstructionParams:
 class Reconstruction:
     """Result in physical units (float32). Frames keep the input's leading axes.
 
-    ``mean``, ``std``, ``schedule`` (λ map): (..., H, W); ``gamma``, ``beta``: (T*, ..., H, W)
-    with ``t_star`` (T*,) leading; ``curves``: ``t`` (K,) and ``gamma_structure``,
-    ``gamma_background``, ``beta_structure``, ``beta_background`` of shape (..., K);
-    ``metadata``: the provenance dict.
+    ``mean``, ``std``, ``schedule`` (λ map): (..., H, W); ``curves``: ``t`` (K,) and
+    ``gamma_structure``, ``gamma_background``, ``beta_structure``, ``beta_background`` of shape
+    (..., K); ``metadata``: the provenance dict. ``gamma``, ``beta`` (T*, ..., H, W) with
+    ``t_star`` (T*,) leading are computed from the λ map when read (γ = exp(−λ ρ(t*)),
+    β = λ ρ'(t*), with ``rho_star``/``drho_star`` the model's ρ, ρ' at ``t_star``): a job that
+    never reads them (the CLI) never holds the 2·T* output-sized stacks.
     """
 
     mean: np.ndarray
     std: np.ndarray
     schedule: np.ndarray
-    gamma: np.ndarray
-    beta: np.ndarray
     t_star: np.ndarray
     curves: dict[str, np.ndarray]
     metadata: dict[str, Any] = field(default_factory=dict)
+    rho_star: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    drho_star: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def _stack(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, np.float32).reshape(-1, *([1] * self.schedule.ndim))
+
+    @property
+    def gamma(self) -> np.ndarray:
+        """γ(t*, x) = exp(−λ ρ(t*)), (T*, ..., H, W) float32 (computed on each read)."""
+        return np.exp(-self.schedule[None] * self._stack(self.rho_star))
+
+    @property
+    def beta(self) -> np.ndarray:
+        """β(t*, x) = λ ρ'(t*), (T*, ..., H, W) float32 (computed on each read)."""
+        return self.schedule[None] * self._stack(self.drho_star)
 
 
 class RunningStats:
@@ -138,18 +165,28 @@ class RunningStats:
         self.m2: np.ndarray | None = None
 
     def add(self, samples: np.ndarray) -> None:
-        """Add a batch ``(S, ...)`` of samples."""
-        batch = np.asarray(samples, dtype=np.float64)
+        """Add a batch ``(S, ...)`` of samples (updated in place: about three pixel-sized
+        float64 temporaries at most, whatever S)."""
+        batch = np.asarray(samples)
         k = batch.shape[0]
-        b_mean = batch.mean(axis=0)
-        b_m2 = ((batch - b_mean) ** 2).sum(axis=0)
+        b_mean = batch.mean(axis=0, dtype=np.float64)
+        b_m2 = np.zeros_like(b_mean)
+        scratch = np.empty_like(b_mean)
+        for item in batch:  # Σ (x − mean_b)², one sample at a time
+            np.subtract(item, b_mean, out=scratch)
+            np.square(scratch, out=scratch)
+            b_m2 += scratch
         if self.n == 0:
             self.mean, self.m2 = b_mean, b_m2
         else:
-            delta = b_mean - self.mean
             total = self.n + k
-            self.mean = self.mean + delta * (k / total)
-            self.m2 = self.m2 + b_m2 + delta**2 * (self.n * k / total)
+            np.subtract(b_mean, self.mean, out=scratch)  # delta
+            self.m2 += b_m2
+            del b_m2, b_mean
+            self.mean += scratch * (k / total)
+            np.square(scratch, out=scratch)
+            scratch *= self.n * k / total
+            self.m2 += scratch
         self.n += k
 
     @property
@@ -239,10 +276,7 @@ def _run(
     meta["std_calibration"] = {"scale": std_factor, "raw": params.raw_std}
     mean = np.zeros(adapter.output_shape, np.float32)
     std = np.zeros(adapter.output_shape, np.float32)
-    k = len(params.t_star)
     schedule = np.zeros(adapter.output_shape, np.float32)
-    gamma = np.zeros((k, *adapter.output_shape), np.float32)
-    beta = np.zeros((k, *adapter.output_shape), np.float32)
     lead = adapter.output_shape[:-2]
     curves = {name: np.zeros((*lead, CURVE_POINTS), np.float32) for name in _CURVE_NAMES}
     done = 0
@@ -263,31 +297,33 @@ def _run(
                     yield Progress(done, total, stage)
                     continue
                 stats.add(prep.to_physical(event))
+                del event
                 mean[where] = stats.mean
                 std[where] = stats.std * std_factor
                 meta["samples_done"] = stats.n
+                copy = np.copy if params.partial_copies else (lambda a: a)
                 yield PartialResult(
-                    mean.copy(), std.copy(), stats.n, params.n_samples, index, frames
+                    copy(mean), copy(std), stats.n, params.n_samples, index, frames
                 )
-            maps = _schedule_outputs(model, x, params.t_star, mean[where], lam=lam)
+            del stats, prep
+            maps = _schedule_outputs(model, x, mean[where], lam=lam)
             schedule[where] = maps["lambda"]
-            gamma[(slice(None), *where)] = maps["gamma"]
-            beta[(slice(None), *where)] = maps["beta"]
             for name in _CURVE_NAMES:
                 curves[name][where] = maps[name]
-            del x
+            del x, lam, maps
         meta["status"] = "complete"
         meta["timestamp"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         curves["t"] = _curve_times()
+        rho_star, drho_star = _rho_at(model, params.t_star)
         result = Reconstruction(
             mean=mean,
             std=std,
             schedule=schedule,
-            gamma=gamma,
-            beta=beta,
             t_star=np.asarray(params.t_star, np.float32),
             curves=curves,
             metadata=meta,
+            rho_star=rho_star,
+            drho_star=drho_star,
         )
         yield Finished(result, info={"frames": frames, "steps": done})
     finally:
@@ -315,7 +351,13 @@ def _lambda_map(model: Any, x: Any, params: ReconstructionParams) -> Any:
     """λ(x) (1, C_y, H, W) of one frame, tiled with the run's tile settings."""
     from ..engine.sampling import lambda_map_tiled
 
-    return lambda_map_tiled(model, x, tile=params.tile, overlap=params.tile_overlap)
+    return lambda_map_tiled(
+        model,
+        x,
+        tile=params.tile,
+        overlap=params.tile_overlap,
+        memory_budget_mb=params.memory_budget_mb,
+    )
 
 
 def _sample_frame(
@@ -335,6 +377,7 @@ def _sample_frame(
         tile=params.tile,
         tile_overlap=params.tile_overlap,
         group_size=params.group_size,
+        memory_budget_mb=params.memory_budget_mb,
         lam=lam,
     ):
         if isinstance(event, SampleGroup):
@@ -344,26 +387,33 @@ def _sample_frame(
             yield event
 
 
+def _rho_at(model: Any, t_star: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """ρ(t*) and ρ'(t*) (T*,) float32: with the λ map they give the γ/β maps at ``t_star``."""
+    import torch
+
+    if not t_star:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    with torch.inference_mode():
+        rho, drho, _ = model.rho_derivatives(t_star)
+    return rho.float().cpu().numpy(), drho.float().cpu().numpy()
+
+
 def _schedule_outputs(
-    model: Any, x: Any, t_star: tuple[float, ...], mean: np.ndarray, lam: Any = None
+    model: Any, x: Any, mean: np.ndarray, lam: Any = None
 ) -> dict[str, np.ndarray]:
-    """λ map (H, W), γ/β stacks (T*, H, W) and structure/background curves (K,) of one frame.
+    """λ map (H, W) and the structure/background curves (K,) of one frame.
 
     Structure = pixels of the (physical) mean at or above its 80th percentile; a region
-    with no pixel gives NaN curves.
+    with no pixel gives NaN curves. The γ/β maps at t* follow from the λ map
+    (:class:`Reconstruction`), so none is made here.
     """
     import torch
 
     with torch.inference_mode():
         lam = model.lambda_map(x) if lam is None else lam
-        maps = model.schedule_maps(x, t_star, lam=lam)
         mask = torch.from_numpy(mean >= np.percentile(mean, STRUCTURE_PERCENTILE)).to(lam.device)
         curves = model.schedule_curves(x, mask=mask, n_t=CURVE_POINTS, lam=lam)
-    out = {
-        "lambda": maps["lambda"][0, 0].float().cpu().numpy(),
-        "gamma": maps["gamma"][0, :, 0].float().cpu().numpy(),
-        "beta": maps["beta"][0, :, 0].float().cpu().numpy(),
-    }
+    out = {"lambda": lam[0, 0].float().cpu().numpy()}
     for name in _CURVE_NAMES:
         out[name] = curves[name].float().cpu().numpy()
     return out
