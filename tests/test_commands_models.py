@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from napari_cvdm.cli import main
 from napari_cvdm.engine import registry
 from napari_cvdm.engine.modelfile import save_model
@@ -43,7 +45,17 @@ def test_models_without_any_model_says_where_they_go(tmp_path, monkeypatch, caps
     monkeypatch.setenv("NAPARI_CVDM_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(registry, "_bundled_files", lambda: [])
     assert main(["models"]) == 0
-    assert f"no models found; trained models go in {tmp_path / 'models'}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("no models found: the bundled models (sr-fluorescence-2x, qpi-2plane)")
+    assert "reinstall napari-cvdm" in out and f"models you train go in {tmp_path / 'models'}" in out
+    assert "untrained" not in out and "until trained ones are bundled" not in out  # not stale
+
+
+def test_models_task_choices_are_the_tasks_that_exist(capsys):
+    with pytest.raises(SystemExit) as info:  # no such task any more: argparse's one line
+        main(["models", "--task", "prior"])
+    assert info.value.code == 2
+    assert "invalid choice: 'prior'" in capsys.readouterr().err
 
 
 def test_broken_model_file_gives_a_warning_line(tmp_path, monkeypatch, capsys):

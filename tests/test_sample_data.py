@@ -86,6 +86,7 @@ def test_biosr_sample_from_prefilled_cache_needs_no_network(tmp_path, monkeypatc
 
 
 def test_biosr_sample_offline_gives_the_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "bundled_copy", lambda name: None)  # no bundled copy either
     monkeypatch.setenv(datasets.CACHE_ENV, str(tmp_path))
     monkeypatch.setenv(datasets.DATA_URL_ENV, "http://127.0.0.1:9/")
     monkeypatch.setattr("pooch.core.time", type("T", (), {"sleep": staticmethod(lambda s: None)}))

@@ -123,13 +123,21 @@ def synthetic_qpi(seed: int = QPI_SEED) -> LayerData:
 def biosr_microtubules() -> LayerData:
     """Real widefield microtubules (BioSR microscope, 256 x 256, 0.0626 µm), downloaded once.
 
-    Raises :class:`napari_cvdm.datasets.DownloadError` with the cache folder and what to do when
-    the file cannot be downloaded.
+    Offline (or behind a proxy) the identical copy bundled in the package is opened instead,
+    with a note (a napari warning notification and ``metadata["note"]``). Raises
+    :class:`napari_cvdm.datasets.DownloadError` with the cache folder and what to do only when
+    that copy is missing too.
     """
-    from .datasets import BIOSR_MT, fetch, read_biosr_widefield, sample_files
+    import warnings
 
-    path = fetch(BIOSR_MT)
+    from .datasets import BIOSR_MT, fetch_or_bundled, read_biosr_widefield, sample_files
+
+    path, note = fetch_or_bundled(BIOSR_MT)
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=2)
     widefield, meta = read_biosr_widefield(path)
+    if note:
+        meta["note"] = note
     pixel = float(meta["pixel_size_um"])
     entry = sample_files()[BIOSR_MT]
     return [
@@ -141,7 +149,12 @@ def biosr_microtubules() -> LayerData:
                 "units": ("µm", "µm"),
                 "axis_labels": ("y", "x"),
                 "colormap": "gray",
-                "metadata": {**meta, "url": entry.url, "sha256": entry.known_hash},
+                "metadata": {
+                    **meta,
+                    "url": entry.url,
+                    "sha256": entry.known_hash,
+                    "task": "sr",
+                },
             },
         )
     ]

@@ -27,8 +27,10 @@ __all__ = [
     "DATA_URL_ENV",
     "DownloadError",
     "SampleFile",
+    "bundled_copy",
     "cache_folder",
     "fetch",
+    "fetch_or_bundled",
     "read_biosr_widefield",
     "sample_files",
 ]
@@ -151,6 +153,43 @@ def fetch(name: str, *, base_url: str | None = None, progressbar: Any = False) -
             f"SSL_CERT_FILE for a corporate certificate."
         ) from exc
     return Path(path)
+
+
+#: registry files that also ship inside the package (identical bytes, same sha256), by name
+_BUNDLED = {BIOSR_MT: ("data", "rdlsim-mt", "MT.mrc")}
+
+
+def bundled_copy(name: str) -> Path | None:
+    """The package's own copy of registry file ``name`` when it ships one and its sha256 is the
+    registry's (a damaged copy is ignored), else None."""
+    import hashlib
+
+    parts = _BUNDLED.get(name)
+    if parts is None:
+        return None
+    path = Path(str(resources.files("napari_cvdm").joinpath(*parts)))
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return path if f"sha256:{digest}" == sample_files()[name].known_hash else None
+
+
+def fetch_or_bundled(name: str, *, base_url: str | None = None) -> tuple[Path, str | None]:
+    """:func:`fetch`, falling back to the identical copy bundled in the package when the download
+    fails (offline, proxy); returns the path and a note saying so (None when downloaded or
+    cached). Raises :class:`DownloadError` when there is no bundled copy either."""
+    try:
+        return fetch(name, base_url=base_url), None
+    except DownloadError as exc:
+        copy = bundled_copy(name)
+        if copy is None:
+            raise
+        url = sample_files()[name].url
+        reason = str(exc).split(" (", 1)[0].removeprefix("Could not download ")
+        return copy, (
+            f"{name} could not be downloaded ({reason}); opened the identical copy bundled with "
+            f"napari-cvdm ({copy}, sha256 checked) instead of {url}"
+        )
 
 
 def read_biosr_widefield(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:

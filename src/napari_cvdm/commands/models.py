@@ -18,7 +18,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "User models live in <cache>/models; NAPARI_CVDM_CACHE_DIR overrides the cache."
         ),
     )
-    parser.add_argument("--task", choices=("sr", "qpi", "prior"), help="only models of this task")
+    parser.add_argument("--task", choices=("sr", "qpi"), help="only models of this task")
     return parser
 
 
@@ -54,9 +54,12 @@ def run(args: argparse.Namespace) -> int:
     with print_warnings(sys.stderr, "napari-cvdm models"):
         infos = list_models(getattr(args, "task", None))
     if not infos:
+        task = getattr(args, "task", None)
+        what = f"no {task.upper()} models" if task else "no models"
         print(
-            f"no models found; trained models go in {user_models_dir()} "
-            "(`napari-cvdm demo` runs with an untrained model until trained ones are bundled)"
+            f"{what} found: the bundled models (sr-fluorescence-2x, qpi-2plane) are missing from "
+            f"this installation — reinstall napari-cvdm; models you train go in "
+            f"{user_models_dir()}"
         )
         return 0
     print(format_table(infos))
