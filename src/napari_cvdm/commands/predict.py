@@ -77,6 +77,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="CPU threads for torch, or auto (default: the cores minus the other load)",
     )
     parser.add_argument(
+        "--memory-gb",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="memory for one network pass, which sizes the tiles (default: from the machine)",
+    )
+    parser.add_argument(
+        "--dask-scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run one task per input on a Dask cluster (tcp://host:8786), or 'local' for a "
+        "LocalCluster on this machine (needs `pip install 'napari-cvdm[dask]'`)",
+    )
+    parser.add_argument(
+        "--dask-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes of --dask-scheduler local (default: the cores)",
+    )
+    parser.add_argument(
         "--pixel-size",
         type=float,
         default=None,
@@ -140,6 +161,15 @@ OPTION_LIMITS = {
     "offset": "offset_adu",
     "dz": "dz_um",
 }
+
+
+def _memory_budget_mb(memory_gb: float | None) -> float | None:
+    """``--memory-gb`` as the sampler's budget in MiB (None: the machine's default)."""
+    if memory_gb is None:
+        return None
+    if not 0.05 <= memory_gb <= 4096:
+        raise InputError(f"--memory-gb must be between 0.05 and 4096 GB, got {memory_gb:g}")
+    return float(memory_gb) * 1024.0
 
 
 def check_output_dir(folder: Path) -> Path:
@@ -318,6 +348,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         tile=args.tile,
         raw_std=bool(getattr(args, "raw_std", False)),
+        partial_copies=False,  # the progress line reads the sample count only
+        memory_budget_mb=_memory_budget_mb(getattr(args, "memory_gb", None)),
     ).validate()
     threads = resolve_threads(getattr(args, "threads", "auto"))
     if args.pixel_size is not None and not args.pixel_size > 0:
@@ -366,6 +398,11 @@ def run(args: argparse.Namespace) -> int:
     sweep(folder)  # what killed runs left here
     for note in notes:  # once every input and the folder passed: one line per input
         print(f"{prefix}: note: {note}", file=sys.stderr)
+
+    if getattr(args, "dask_scheduler", None):  # 2. one task per input on a Dask cluster
+        from ..batch import run_cli
+
+        return run_cli(args, stems, loaded, params, folder)
 
     # 2. reconstruct and write, one input at a time
     for stem, path in stems.items():
