@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,39 +70,13 @@ def _model_for(task: str, stream: Any) -> Any:
     return make_untrained_model(task, "tiny")
 
 
-def _write_png(fig: Any, path: Path) -> Path:
-    from ..fsutil import temp_path
+def save_figure(path: Path, panels: list[Any], title: str) -> Path:
+    """A row of image panels as a PNG: :class:`napari_cvdm.figures.Panel` (colour bar labelled
+    with the unit, scale bar in µm), or ``(label, array (Y, X), colormap)`` tuples."""
+    from ..figures import Panel, save_panels
 
-    tmp = temp_path(path, ".png")
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_figure(path: Path, panels: list[tuple[str, Any, str]], title: str) -> Path:
-    """A row of image panels ``(label, array (Y, X), colormap)`` with colour bars, as a PNG."""
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(3.2 * len(panels), 3.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panels))
-    for ax, (label, image, cmap) in zip(np.atleast_1d(axes), panels):
-        data = np.asarray(image, dtype=np.float32)
-        lo, hi = np.percentile(data, [0.5, 99.5])
-        shown = ax.imshow(
-            data, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest"
-        )
-        ax.set_title(label, fontsize=10)
-        ax.set_axis_off()
-        fig.colorbar(shown, ax=ax, shrink=0.75)
-    fig.suptitle(title, fontsize=10)
-    return _write_png(fig, path)
+    panels = [p if isinstance(p, Panel) else Panel(*p) for p in panels]
+    return save_panels(path, panels, title)
 
 
 def _run_task(
@@ -155,6 +128,7 @@ def _run_task(
             wavelength_um=physics["wavelength_um"],
             pixel_size_um=physics["pixel_size_um"],
             dz_um=physics["dz_um"],
+            source="cells",  # a cell-like phase scene (nucleus, organelles), not a texture
         )
         image, truth = sample.stack, sample.phase
         in_px = out_px = float(sample.metadata["pixel_size_um"])
@@ -163,7 +137,7 @@ def _run_task(
             "wavelength_um": sample.metadata["wavelength_um"],
             "dz_um": sample.metadata["dz_um"],
         }
-        shown_input, truth_label, cmap = image[-1] - image[0], "true phase (rad)", "gray"
+        shown_input, truth_label, cmap = image[-1] - image[0], "true phase", "gray"
     events = reconstruct(
         image, loaded, params, input_name=f"simulated {task.upper()} sample", **options
     )
@@ -178,13 +152,22 @@ def _run_task(
     )
     if extra["model_untrained"]:
         title += " (UNTRAINED model: output is meaningless)"
-    input_label = "widefield input (ADU)" if task == "sr" else "I(+dz) − I(−dz)"
+    from ..figures import Panel
+
+    field = in_px * image.shape[-1]  # µm: every panel shows the same field of view
+    value = "relative intensity (ADU − offset)" if task == "sr" else "phase (rad)"
     panels = [
-        (input_label, shown_input, "gray"),
-        ("CVDM mean", result.mean, cmap),
-        ("std (uncertainty)", result.std, "magma"),
-        ("schedule λ(x)", result.schedule, "viridis"),
-        (truth_label, truth, cmap),
+        Panel(
+            "widefield input" if task == "sr" else "I(+dz) − I(−dz)",
+            shown_input,
+            "gray",
+            "ADU" if task == "sr" else "intensity (background 1)",
+            field,
+        ),
+        Panel("CVDM mean", result.mean, cmap, value, field),
+        Panel("std (uncertainty)", result.std, "magma", value, field),
+        Panel("schedule λ(x)", result.schedule, "viridis", "λ (dimensionless)", field),
+        Panel(truth_label, truth, cmap, "relative intensity" if task == "sr" else value, field),
     ]
     overwrite = getattr(args, "overwrite", False)
     names = [f"{task}_{kind}.tif" for kind in ("input", "ground_truth", "mean", "std", "schedule")]
