@@ -37,6 +37,8 @@ _OS_ADVICE = {
     errno.ENAMETOOLONG: "the file name is too long; choose a shorter path",
     errno.EMFILE: "too many open files; close other programs or raise the limit (ulimit -n)",
     errno.EIO: "input/output error; the disk or network share may be failing",
+    errno.EPIPE: "the output stream was closed before everything was written (e.g. piped into "
+    "`head`); write to a file instead",
 }
 
 

@@ -112,7 +112,7 @@ def check_offset(
     below = 100.0 * float(np.mean(sample < float(offset_adu)))
     if given:
         raise InputError(
-            f"{flag} {float(offset_adu):g} ADU is above most of {name} (median {median:.4g}, "
+            f"{flag} {float(offset_adu):g} ADU is above most of {name} (median {median:.4g} ADU; "
             f"{below:.0f} in 100 pixels are below it): subtracting it would leave mostly "
             "negative intensities; give the camera's dark level in ADU (often 100), or 0 if the "
             "offset was already subtracted"

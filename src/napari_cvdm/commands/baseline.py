@@ -90,19 +90,18 @@ def _first(*values: Any) -> Any:
 
 
 def _sr_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from ..io import widefield_from_raw_sim
-
-    raw_sim = bool(meta.extra.get("raw_sim_frames", False)) or args.raw_sim
-    if array.ndim == 3 and array.shape[0] == 9 and raw_sim:
-        array = widefield_from_raw_sim(array)
-    elif args.raw_sim:
-        raise InputError(f"{path}: --raw-sim needs 9 frames (9, Y, X); got shape {array.shape}.")
+    # raw SIM frames were averaged (or refused) by imagekind.prepare_input, as in predict
     while array.ndim > 2 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2:
         raise InputError(
             f"{path}: SR baselines need one widefield frame (Y, X) or 9 raw SIM frames; "
-            f"got shape {array.shape}."
+            f"got shape {array.shape}"
+            + (
+                " (9 planes are averaged as raw SIM only with --raw-sim)."
+                if array.shape[-3:-2] == (9,)
+                else "."
+            )
         )
     sim = _simulation_meta(meta.extra)
     camera = sim.get("camera") or {}
@@ -166,10 +165,16 @@ def prepare_job(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Read one input and resolve its physics; raises :class:`InputError` for anything missing."""
     import numpy as np
 
+    from ..imagekind import prepare_input
     from ..io import read_image
+    from .predict import print_warnings
 
     array, meta = read_image(path)
-    job = (_sr_job if args.method in SR_METHODS else _qpi_job)(path, np.asarray(array), meta, args)
+    sr = args.method in SR_METHODS
+    with print_warnings(sys.stderr, "napari-cvdm baseline"):  # one line per note
+        # the same rules as predict: RGB refused, raw SIM averaged only when recognised or asked
+        array = prepare_input(array, meta, "sr" if sr else "qpi", str(path), sr and args.raw_sim)
+    job = (_sr_job if sr else _qpi_job)(path, np.asarray(array), meta, args)
     job["input"] = path
     return job
 

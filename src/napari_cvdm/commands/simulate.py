@@ -176,7 +176,12 @@ def simulate_to_folder(
             f"{output_dir} already holds {existing[0].name} (and {len(existing) - 1} more of the "
             "files to write); pass --overwrite or choose another --output-dir."
         )
-    first = _simulate(task, 0, seed, overrides)  # fails on bad options before any write
+    try:  # fails on bad options before any write
+        first = _simulate(task, 0, seed, overrides)
+    except (ValueError, TypeError) as exc:
+        if not overrides or isinstance(exc, InputError):
+            raise
+        raise InputError(f"the simulator cannot use the options {overrides} ({exc})") from None
     check_writable_folder(output_dir, "the output folder")
     files = [p.name for pair in names for p in pair]
     # all pairs appear together when the last one is written: a killed run leaves none
@@ -203,7 +208,7 @@ def simulate_to_folder(
 def run(args: argparse.Namespace) -> int:
     from ..limits import check_args
     from ..outputset import sweep
-    from ..workflows.preflight import check_simulation
+    from ..workflows.preflight import check_simulation, check_simulator_options
 
     check_args(
         args,
@@ -219,14 +224,17 @@ def run(args: argparse.Namespace) -> int:
             "pixel_size": "pixel_size_um",
         },
     )
-    check_simulation(args.task, args.n, args.size, args.planes, args.output_dir)
+    overrides = overrides_from_args(args)
+    check_simulator_options(args.task, overrides, "--set")
+    size = overrides.get("size", args.size)
+    check_simulation(args.task, args.n, size, overrides.get("planes"), args.output_dir)
     sweep(args.output_dir)
     written = simulate_to_folder(
         args.task,
         args.n,
         args.seed,
         args.output_dir,
-        overrides_from_args(args),
+        overrides,
         ome=args.ome,
         overwrite=args.overwrite,
     )

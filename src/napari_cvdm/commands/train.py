@@ -481,6 +481,10 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(int(args.threads))
     config = _config_from_args(args)
+    if config.data == "synthetic":  # --sim values of the wrong kind, before any work
+        from ..workflows.preflight import check_simulator_options
+
+        check_simulator_options(config.task, config.synthetic_overrides, "--sim")
     if int(os.environ.get("RANK", "0")) == 0:
         check_outputs(config, getattr(args, "overwrite", False))
         _print_estimate(config)

@@ -32,6 +32,7 @@ __all__ = [
     "check_demo",
     "check_job",
     "check_simulation",
+    "check_simulator_options",
     "check_sr_offset",
     "check_train_run",
     "train_disk_bytes",
@@ -223,6 +224,64 @@ def check_simulation(
     return {"memory_bytes": memory, "disk_bytes": disk}
 
 
+#: simulator options checked against the shared ranges (``limits.LIMITS``)
+_SIMULATOR_LIMITS = {
+    "size": "size",
+    "photons": "photons",
+    "planes": "planes",
+    "na": "na",
+    "wavelength_um": "wavelength_um",
+    "pixel_size_um": "pixel_size_um",
+    "dz_um": "dz_um",
+    "offset_adu": "offset_adu",
+    "gain_adu_per_e": "gain_adu_per_e",
+}
+
+
+def check_simulator_options(task: str, overrides: dict[str, Any], flag: str) -> None:
+    """Refuse simulator options (``--set`` / ``--sim KEY=VALUE``) of the wrong kind before any
+    work: a number where the recipe has a number (finite, whole where it is whole, inside the
+    shared range for sizes, photons and optics), a number or a [low, high] pair where it has a
+    range, true/false, text or a JSON object where it has those. Unknown keys are left to the
+    simulator, which names the valid ones."""
+    from ..limits import check_value
+
+    if task == "sr":
+        from ..physics.fluorescence import SR_DEFAULTS as defaults
+    else:
+        from ..physics.qpi import QPI_DEFAULTS as defaults
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    for key, value in overrides.items():
+        if key not in defaults:
+            continue
+        default, where = defaults[key], f"{flag} {key}"
+        values = value if isinstance(value, list) else [value]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+            kind = "true or false"
+        elif number(default):
+            ok = number(value) and math.isfinite(value)
+            ok = ok and (not isinstance(default, int) or float(value).is_integer())
+            kind = "a whole number" if isinstance(default, int) else "a finite number"
+        elif isinstance(default, tuple) and all(number(v) for v in default):
+            ok = 1 <= len(values) <= 2 and all(number(v) and math.isfinite(v) for v in values)
+            kind = "a finite number or a [low, high] pair of them"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "text"
+        elif isinstance(default, dict):
+            ok, kind = isinstance(value, dict), "a JSON object"
+        else:
+            continue  # None defaults: the simulator checks what it accepts
+        if not ok:
+            raise InputError(f"{where} must be {kind} (JSON), got {value!r}")
+        if key in _SIMULATOR_LIMITS:
+            for v in values:
+                check_value(_SIMULATOR_LIMITS[key], v, where)
+
+
 #: training on the CPU, peak resident memory over two steps (``ru_maxrss``) of presets tiny /
 #: small / base: a fixed part (weights, EMA, AdamW moments, torch and the data simulation) and
 #: bytes per pixel of a batch (activations kept for the backward pass). Measured: tiny 0.21 GiB
@@ -378,7 +437,13 @@ def check_train_run(
     parameters = _parameters(config, architecture)
     disk = train_disk_bytes(parameters, bool(getattr(config, "fp16", False)))
     for folder in dict.fromkeys((output.parent, checkpoint.parent, Path(csv_path).parent)):
-        what = "the checkpoint folder" if folder == checkpoint.parent else "the output folder"
+        what = (
+            "the output folder"
+            if folder == output.parent
+            else "the checkpoint folder"
+            if folder == checkpoint.parent
+            else "the log folder"
+        )
         check_writable_folder(folder, what, need_bytes=disk)
         sweep_stale(folder)  # checkpoint/log temp files of runs killed with SIGKILL
         sweep(folder)  # staging folders of model/log sets of killed runs
