@@ -5,7 +5,7 @@ metadata holds one JSON document under the key ``"napari_cvdm"``::
 
     {"format": "napari-cvdm-model", "format_version": 1, "task": "sr" | "qpi" | "prior",
      "name": str, "description": str,
-     "architecture": CVDMConfig.to_dict(),
+     "architecture": CVDMConfig.to_dict(),   # task "prior": engine.prior.PriorConfig
      "normalization": {...}          # napari_cvdm.normalization.sr_rule() / qpi_rule()
      "physics": {...}                # pixel sizes (µm), upscale, wavelength_um, na; QPI: dz_um
      "training": {...}               # data, steps, date, code version, ...
@@ -77,8 +77,9 @@ _FIX = "re-save the model with napari-cvdm, or use another model file"
 
 @dataclass
 class LoadedModel:
-    """A model ready for inference: ``model`` (``CVDM``, eval mode, on its device), its
-    validated ``metadata`` dict, the file's ``sha256`` (hex) and ``path`` (None if in memory)."""
+    """A model ready for inference: ``model`` (``CVDM``, or ``EDMPrior`` for a prior; eval
+    mode, on its device), its validated ``metadata`` dict, the file's ``sha256`` (hex) and
+    ``path`` (None if in memory)."""
 
     model: Any
     metadata: dict[str, Any]
@@ -363,10 +364,13 @@ def load_model(path: str | os.PathLike, device: Any = "cpu") -> LoadedModel:
     """
     from safetensors.torch import load_file
 
-    from .cvdm import CVDM, CVDMConfig
-
     path = Path(path)
     meta = read_metadata(path)
+    if meta["task"] == "prior":  # the unconditional EDM denoiser of zero-shot restoration
+        from .prior import EDMPrior as CVDM
+        from .prior import PriorConfig as CVDMConfig
+    else:
+        from .cvdm import CVDM, CVDMConfig
     try:
         config = CVDMConfig.from_dict(meta["architecture"])
     except (TypeError, ValueError, KeyError) as exc:

@@ -34,7 +34,7 @@ __all__ = [
 
 CACHE_ENV = "NAPARI_CVDM_CACHE_DIR"
 #: preferred bundled model name per task (the first bundled model of the task otherwise)
-DEFAULT_NAMES = {"sr": "sr-fluorescence-2x", "qpi": "qpi-2plane"}
+DEFAULT_NAMES = {"sr": "sr-fluorescence-2x", "qpi": "qpi-2plane", "prior": "prior-fluorescence"}
 SUFFIX = ".safetensors"
 
 
@@ -142,7 +142,8 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
 
 
 def default_model(task: str) -> ModelInfo | None:
-    """The bundled default model for ``task`` ("sr"/"qpi"), or None when none is bundled."""
+    """The bundled default model for ``task`` ("sr"/"qpi"/"prior"), or None when none is
+    bundled."""
     bundled = [i for i in list_models(task) if i.source == "bundled"]
     for info in bundled:
         if info.name == DEFAULT_NAMES.get(task):

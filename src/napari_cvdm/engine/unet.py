@@ -156,7 +156,8 @@ class UNet(nn.Module):
         x = pad_to_multiple(x, self.stride)
         embedding = None
         if self.embed_dim and global_cond is not None:
-            embedding = self.embed(sinusoidal_features(global_cond, self.embed_dim))
+            features = sinusoidal_features(global_cond, self.embed_dim)
+            embedding = self.embed(features.to(self.embed[0].weight.dtype))  # float64 models too
         h = self.stem(x)
         skips = []
         for index, level in enumerate(self.down):
