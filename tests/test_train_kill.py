@@ -122,3 +122,26 @@ def test_sigkill_while_writing_the_model_keeps_the_previous_model(tmp_path):
     assert main(argv) == 0  # resuming again finishes the run
     assert load_model(out, "cpu").metadata["training"]["steps"] == 3
     assert _leftovers(out.parent) == []
+
+
+def test_a_second_run_into_the_same_model_is_refused_while_the_first_runs(tmp_path, capsys):
+    out = tmp_path / "run" / "m.safetensors"
+    argv = [*TINY, "--output", str(out), "--steps", "100000"]
+    env = {**os.environ, "NAPARI_CVDM_CACHE_DIR": str(tmp_path / "cache")}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "napari_cvdm.cli", *argv], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not out.with_suffix(".ckpt").exists():  # the first run is past step 1
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert main([*argv, "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert f"another training run (process {first.pid}) is writing" in err
+    finally:
+        first.send_signal(signal.SIGTERM)  # stops after this step, saves, exits 130
+        assert first.wait(timeout=120) == 130
+    assert load_model(out, "cpu").metadata["training"]["stopped_early"]
+    assert _leftovers(out.parent) == []

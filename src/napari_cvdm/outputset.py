@@ -24,9 +24,9 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import UserError
-from .fsutil import folder_lock, refuse_existing, sweep_stale, temp_dir
+from .fsutil import _HOST, _OURS, folder_lock, pid_alive, refuse_existing, sweep_stale, temp_dir
 
-__all__ = ["OutputSet", "sweep"]
+__all__ = ["OutputSet", "other_live_writers", "sweep"]
 
 _MANIFEST = ".commit"
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM} | (
@@ -71,6 +71,25 @@ def sweep(folder: str | os.PathLike) -> int:
         return 0
     with folder_lock(folder):
         return sweep_stale(folder, finish=_finish)
+
+
+def other_live_writers(folder: str | os.PathLike, label: str) -> list[int]:
+    """Process ids of other live runs on this machine staging a set labelled ``label`` in
+    ``folder`` (e.g. a second ``train`` into the same model file while the first still runs)."""
+    found = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return []
+    prefix = f".{label[:80]}."
+    for entry in entries:
+        match = _OURS.search(entry.name)
+        if match is None or not entry.name.startswith(prefix) or not entry.name.endswith(".set"):
+            continue
+        pid = int(match["pid"])
+        if match["host"] == _HOST and pid != os.getpid() and pid_alive(pid):
+            found.append(pid)
+    return found
 
 
 class OutputSet:

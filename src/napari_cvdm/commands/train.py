@@ -545,13 +545,22 @@ def _output_set(config: Any, csv_path: Any, png_path: Any) -> Any:
     the logs are refreshed in place while the run goes on, so the set replaces them."""
     from pathlib import Path
 
-    from ..outputset import OutputSet
+    from ..errors import UserError
+    from ..outputset import OutputSet, other_live_writers
 
     output = Path(config.output)
     protected = [p for p in (config.base_model, config.resume) if p and Path(p).is_file()]
     names = [output.name, Path(csv_path).name, Path(png_path).name]
     out_set = OutputSet(output.parent, names, overwrite=True, inputs=protected, label=output.stem)
-    return out_set.__enter__()
+    out_set.__enter__()
+    others = other_live_writers(output.parent, output.stem)
+    if others:  # two runs into one model would interleave their checkpoints
+        out_set.__exit__(None, None, None)
+        raise UserError(
+            f"another training run (process {others[0]}) is writing {output} right now; wait for "
+            "it to finish, or choose another --output"
+        )
+    return out_set
 
 
 def _consume(config: Any, out_set: Any, history: Any, bar: Any, flush_logs: Any, show: bool) -> Any:
