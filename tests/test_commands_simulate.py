@@ -47,7 +47,7 @@ def test_simulate_is_seeded_per_index(capsys, tmp_path):
 
 def test_simulate_qpi_stack_and_phase(capsys, tmp_path):
     argv = ["simulate", "qpi", "--n", "1", "--output-dir", str(tmp_path), "--size", "48"]
-    argv += ["--planes", "3", "--dz", "0.5", "--wavelength", "0.6", "--structure", "fractal"]
+    argv += ["--n-planes", "3", "--dz", "0.5", "--wavelength", "0.6", "--structure", "fractal"]
     argv += ["--set", "phi_max=2.0", "--ome"]
     code, _, _ = _run(capsys, argv)
     assert code == 0
@@ -68,7 +68,7 @@ def test_simulate_qpi_stack_and_phase(capsys, tmp_path):
     [
         (["--set", "bogus=1"], "Unknown SR simulator option"),
         (["--structure", "mitochondria"], "Unknown structure"),
-        (["--planes", "3"], "qpi only"),
+        (["--n-planes", "3"], "qpi only"),
         (["--n", "0"], "--n must be"),
         (["--set", "novalue"], "KEY=VALUE"),
     ],

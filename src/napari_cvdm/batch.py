@@ -137,7 +137,7 @@ def predict_file(
     with warnings.catch_warnings():  # printed when the inputs were checked
         warnings.simplefilter("ignore", UserWarning)
         array, pixel_size, meta = _read(job.path, opts.pixel_size, task, opts.raw_sim)
-    options = _task_options(opts.namespace(), task, pixel_size)
+    options = _task_options(opts.namespace(), task, pixel_size, array.shape)
     events = reconstruct(
         array, loaded, job.params, input_name=os.path.basename(job.path), **options
     )

@@ -56,6 +56,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, help="rl: iterations; us-tie: max iterations")
     parser.add_argument("--dz", type=float, metavar="UM", help="qpi: plane spacing dz (µm)")
     parser.add_argument("--alpha", type=float, help="qpi: Tikhonov weight α (pixel units)")
+    parser.add_argument(
+        "--model",
+        metavar="NAME_OR_PATH",
+        help="take the optics the file does not give from this model, as predict does (sr: NA, "
+        "λ, camera offset, and its pixel size when the file has none; qpi: λ, dz)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
         "--raw-sim",
@@ -89,6 +95,37 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
+def _model_values(args: argparse.Namespace) -> dict[str, Any]:
+    """``--model``'s physics and camera offset (read from the header, no weights), or {}."""
+    if not getattr(args, "model", None):
+        return {}
+    cached = getattr(args, "_model_values", None)
+    if cached is None:
+        from ..engine.modelfile import read_metadata
+        from ..engine.registry import resolve_model
+
+        meta = read_metadata(resolve_model(args.model))
+        rule = (meta.get("normalization") or {}).get("input") or {}
+        cached = {**meta["physics"], "offset_adu": rule.get("offset_adu"), "task": meta["task"]}
+        cached["name"] = meta.get("name", str(args.model))
+        want = "sr" if args.method in SR_METHODS else "qpi"
+        if cached["task"] != want:
+            raise InputError(
+                f"--model {args.model} is a {cached['task']} model; {args.method} needs the optics "
+                f"of a {want} model"
+            )
+        args._model_values = cached
+    return cached
+
+
+def _model_note(path: Path, physics: dict[str, Any], taken: list[str], args: Any) -> None:
+    if taken:
+        model = _model_values(args)
+        said = ", ".join(f"{k} {physics[k]:.4g}" for k in taken)
+        print(f"napari-cvdm baseline: note: {path.name}: {said} from the model {model['name']}",
+              file=sys.stderr)  # fmt: skip
+
+
 def _sr_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) -> dict[str, Any]:
     # raw SIM frames were averaged (or refused) by imagekind.prepare_input, as in predict
     while array.ndim > 2 and array.shape[0] == 1:
@@ -110,14 +147,21 @@ def _sr_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) 
         "pixel_size_um": _first(args.pixel_size, sim.get("widefield_pixel_size_um"), file_px),
         "na": _first(args.na, sim.get("na")),
         "wavelength_um": _first(args.wavelength, sim.get("wavelength_um")),
-        "offset_adu": _first(args.offset, camera.get("offset_adu"), 100.0),
+        "offset_adu": _first(args.offset, camera.get("offset_adu")),
         "gain_adu_per_e": _first(args.gain, camera.get("gain_adu_per_e"), 2.0),
     }
+    model = _model_values(args)  # like predict: what the file does not say, the model does
+    taken = [k for k in ("pixel_size_um", "na", "wavelength_um", "offset_adu")
+             if physics[k] is None and model.get(k) is not None]  # fmt: skip
+    physics.update({k: model[k] for k in taken})
+    physics["offset_adu"] = _first(physics["offset_adu"], 100.0)
+    _model_note(path, physics, taken, args)
     missing = [k for k in ("pixel_size_um", "na", "wavelength_um") if physics[k] is None]
     if missing and args.method != "bicubic":
         flags = {"pixel_size_um": "--pixel-size", "na": "--na", "wavelength_um": "--wavelength"}
         raise InputError(
-            f"{path}: unknown {', '.join(missing)}; give {' '.join(flags[m] for m in missing)}."
+            f"{path}: unknown {', '.join(missing)}; give {' '.join(flags[m] for m in missing)}, "
+            "or --model NAME to use a model's optics (e.g. --model sr-fluorescence-2x)."
         )
     value = {"wiener": args.k, "rl": args.iterations}.get(args.method)
     if value is not None and not value > 0:
@@ -143,11 +187,16 @@ def _qpi_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace)
         "dz_um": dz,
         "pixel_size_um": _first(args.pixel_size, file_px, sim.get("pixel_size_um")),
     }
+    model = _model_values(args)  # like predict: what the file does not say, the model does
+    taken = [k for k, v in physics.items() if v is None and model.get(k) is not None]
+    physics.update({k: model[k] for k in taken})
+    _model_note(path, physics, taken, args)
     flags = {"wavelength_um": "--wavelength", "dz_um": "--dz", "pixel_size_um": "--pixel-size"}
     missing = [k for k, v in physics.items() if v is None]
     if missing:
         raise InputError(
-            f"{path}: unknown {', '.join(missing)}; give {' '.join(flags[m] for m in missing)}."
+            f"{path}: unknown {', '.join(missing)}; give {' '.join(flags[m] for m in missing)}, "
+            "or --model NAME to use a model's optics (e.g. --model qpi-2plane)."
         )
     if args.alpha is not None and not args.alpha >= 0:
         raise InputError(f"--alpha must be >= 0; got {args.alpha}.")

@@ -133,7 +133,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="QPI: indices of the -dz and +dz planes (default: first and last)",
     )
     parser.add_argument(
-        "--dz", type=float, default=None, metavar="UM", help="QPI: defocus distance in µm"
+        "--dz",
+        type=float,
+        default=None,
+        metavar="UM",
+        help="QPI: the stack's defocus step in µm, as in simulate and baseline: 2 planes at ±dz, "
+        "3 or 5 planes at k·dz (the chosen planes' defocus follows from it)",
     )
     parser.add_argument(
         "--overwrite",
@@ -187,7 +192,25 @@ def check_output_dir(folder: Path) -> Path:
     return folder
 
 
-def _task_options(args: argparse.Namespace, task: str, pixel_size: float | None) -> dict[str, Any]:
+def defocus_of_planes(dz_um: float, nz: int, planes: tuple[int, int]) -> float:
+    """The defocus (µm) of ``planes`` from focus in an ``nz``-plane stack whose planes sit at
+    the CLI's ``--dz`` convention (as in simulate and baseline): 2 planes at ±dz, an odd number
+    at k·dz (k = −n … n), an even number evenly spaced by dz around focus."""
+    from ..physics.qpi import plane_offsets
+
+    if nz == 2 or nz % 2 == 1:
+        offsets = plane_offsets(nz, dz_um)
+    else:
+        offsets = [(i - (nz - 1) / 2) * dz_um for i in range(nz)]
+    lower, upper = (p % nz for p in planes)
+    return abs(offsets[upper] - offsets[lower]) / 2
+
+
+def _task_options(
+    args: argparse.Namespace, task: str, pixel_size: float | None, shape: Any = None
+) -> dict[str, Any]:
+    """The adapter options of one input; ``shape`` (the array's) turns a QPI ``--dz`` (the
+    stack's defocus step) into the defocus of the chosen planes."""
     if task == "sr":
         opts = {
             "pixel_size_um": pixel_size,
@@ -196,10 +219,17 @@ def _task_options(args: argparse.Namespace, task: str, pixel_size: float | None)
             "offset_adu": args.offset,
         }
     else:
+        dz = args.dz
+        if dz is not None and shape is not None and len(shape) >= 3:
+            axis = len(shape) - 3 if args.focus_axis is None else args.focus_axis % len(shape)
+            nz = int(shape[axis])
+            planes = (0, nz - 1) if args.planes is None else tuple(args.planes)
+            if nz >= 2 and all(-nz <= p < nz for p in planes):  # else the adapter says why
+                dz = defocus_of_planes(dz, nz, planes)
         opts = {
             "pixel_size_um": pixel_size,
             "wavelength_um": args.wavelength,
-            "dz_um": args.dz,
+            "dz_um": dz,
             "focus_axis": args.focus_axis,
             "planes": args.planes,
         }
@@ -378,7 +408,7 @@ def run(args: argparse.Namespace) -> int:
             task,
             array.shape,
             loaded.metadata,
-            _task_options(args, task, pixel_size),
+            _task_options(args, task, pixel_size, array.shape),
             args.samples,
             name=path,
         )
@@ -387,7 +417,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{prefix}: warning: {offset_note}", file=sys.stderr)
         with print_warnings(sys.stderr, prefix):
             adapter = make_adapter(
-                task, array, loaded.metadata, **_task_options(args, task, pixel_size)
+                task, array, loaded.metadata, **_task_options(args, task, pixel_size, array.shape)
             )
         notes.append(_assumptions(args, task, loaded.metadata, path, file_meta, raw_sim, adapter))
         del array, adapter
@@ -409,7 +439,7 @@ def run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():  # already printed while validating
             warnings.simplefilter("ignore", UserWarning)
             array, pixel_size, meta = _read(path, args.pixel_size, task, raw_sim)
-        options = _task_options(args, task, pixel_size)
+        options = _task_options(args, task, pixel_size, array.shape)
         with print_warnings(sys.stderr, prefix):
             events = reconstruct(
                 array, loaded, params, input_name=os.path.basename(path), **options

@@ -52,8 +52,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--photons", type=float, help="sr: foreground e-/px (N_fg); qpi: background N0 e-/px"
     )
-    parser.add_argument("--planes", type=int, help="qpi: 2 ([-dz, +dz]), 3 or 5 planes")
-    parser.add_argument("--dz", type=float, metavar="UM", help="qpi: plane spacing dz in µm (1)")
+    parser.add_argument(
+        "--n-planes",
+        dest="planes",
+        type=int,
+        metavar="N",
+        help="qpi: the number of planes: 2 (at ±dz), 3 or 5 (at k·dz)",
+    )
+    # --planes means the two plane indices everywhere (predict); here it only says so
+    parser.add_argument("--planes", dest="legacy_planes", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--dz",
+        type=float,
+        metavar="UM",
+        help="qpi: the defocus step in µm: planes at ±dz (2 planes) or k·dz (3, 5) (default 1)",
+    )
     parser.add_argument(
         "--wavelength", type=float, metavar="UM", help="sr: emission, qpi: illumination (µm)"
     )
@@ -96,7 +109,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     common = {"size": args.size, "photons": args.photons, "na": args.na}
     if args.task == "sr":
-        sr_only = {"planes": args.planes, "dz": args.dz, "noise": args.noise}
+        sr_only = {"n-planes": args.planes, "dz": args.dz, "noise": args.noise}
         given = [f"--{k}" for k, v in sr_only.items() if v is not None]
         if given:
             raise InputError(f"{', '.join(given)} apply to qpi only; remove them for sr.")
@@ -207,6 +220,12 @@ def simulate_to_folder(
 
 def run(args: argparse.Namespace) -> int:
     from ..limits import check_args
+
+    if getattr(args, "legacy_planes", None) is not None:
+        raise InputError(
+            "--planes names the two plane indices at -dz and +dz (as in predict); give the "
+            "number of planes to simulate with --n-planes"
+        )
     from ..outputset import sweep
     from ..workflows.preflight import check_simulation, check_simulator_options
 
