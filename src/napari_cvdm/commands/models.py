@@ -18,7 +18,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "User models live in <cache>/models; NAPARI_CVDM_CACHE_DIR overrides the cache."
         ),
     )
-    parser.add_argument("--task", choices=("sr", "qpi"), help="only models of this task")
+    parser.add_argument(
+        "--task",
+        choices=("sr", "qpi", "prior"),
+        help="only models of this task (prior: the zero-shot restore priors)",
+    )
     return parser
 
 
@@ -55,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
         infos = list_models(getattr(args, "task", None))
     if not infos:
         task = getattr(args, "task", None)
+        if task == "prior":
+            print(
+                "no prior models found: no zero-shot restore prior is bundled with this version; "
+                f"prior model files you train or download go in {user_models_dir()}"
+            )
+            return 0
         what = f"no {task.upper()} models" if task else "no models"
         print(
             f"{what} found: the bundled models (sr-fluorescence-2x, qpi-2plane) are missing from "
