@@ -152,11 +152,14 @@ def for_file(
     wavelength_um: float | None = None,
     offset_adu: float | None = None,
     dz_um: float | None = None,
-    raw_sim: bool = False,
+    raw_sim: bool | None = None,
     applied_factor: float | None = None,
+    raw_frames: int | None = None,
 ) -> Assumptions:
     """The assumptions of ``predict``/``baseline`` for one file: the options given (None when
-    not given) over what the file says (``io.ImageMetadata``) over the model's values."""
+    not given) over what the file says (``io.ImageMetadata``) over the model's values.
+    ``raw_sim``: None (automatic), True or False as ``--raw-sim``/``--no-raw-sim``;
+    ``raw_frames``: how many raw SIM frames the file holds (9 or 15)."""
     extra = getattr(file_meta, "extra", None) or {}
     file_px = getattr(file_meta, "pixel_size_um", None)
     if pixel_size_um is not None:
@@ -170,7 +173,9 @@ def for_file(
     offset_source = "option" if offset_adu is not None else "model"
     if offset_adu is None and isinstance(rule.get("offset_adu"), int | float):
         offset_adu = float(rule["offset_adu"])
-    frames = 9 if task == "sr" and (raw_sim or extra.get("raw_sim_frames")) else 0
+    frames = 0
+    if task == "sr" and raw_sim is not False and (raw_sim or extra.get("raw_sim_frames")):
+        frames = int(raw_frames or 9)
     return Assumptions(
         task=task,
         model_physics=model_metadata.get("physics") or {},

@@ -70,7 +70,7 @@ class PredictOptions:
     focus_axis: int | None = None
     planes: tuple[int, int] | None = None
     dz: float | None = None
-    raw_sim: bool = False
+    raw_sim: bool | None = None  # None: automatic (BioSR .mrc files only)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> PredictOptions:
@@ -83,7 +83,7 @@ class PredictOptions:
             focus_axis=getattr(args, "focus_axis", None),
             planes=None if planes is None else (int(planes[0]), int(planes[1])),
             dz=getattr(args, "dz", None),
-            raw_sim=bool(getattr(args, "raw_sim", False)),
+            raw_sim=getattr(args, "raw_sim", None),
         )
 
     def namespace(self) -> argparse.Namespace:

@@ -28,15 +28,24 @@ __all__ = ["check_offset", "is_raw_sim", "offset_sample", "prepare_input"]
 OFFSET_SAMPLE_PIXELS = 1 << 20
 
 
-def is_raw_sim(array: np.ndarray, meta: Any, requested: bool = False) -> bool:
-    """Whether ``array`` (..., 9, Y, X) is to be treated as raw SIM frames."""
-    nine = array.ndim >= 3 and array.shape[-3] == 9
+#: raw SIM frame counts of the BioSR / rDL-SIM convention: 3 angles × 3 or 5 phases
+RAW_SIM_FRAMES = (9, 15)
+
+
+def is_raw_sim(array: np.ndarray, meta: Any, requested: bool | None = None) -> bool:
+    """Whether ``array`` (..., 9 or 15, Y, X) is to be treated as raw SIM frames.
+
+    ``requested``: None (automatic: only files recognised as raw SIM, e.g. BioSR ``.mrc``),
+    True (``--raw-sim``: always) or False (``--no-raw-sim``: never; frames are reconstructed one
+    by one).
+    """
+    frames = array.ndim >= 3 and array.shape[-3] in RAW_SIM_FRAMES
     recognised = bool(getattr(meta, "extra", {}).get("raw_sim_frames", False))
-    return nine and (recognised or requested)
+    return frames and (recognised if requested is None else bool(requested))
 
 
 def prepare_input(
-    array: Any, meta: Any, task: str, name: str, raw_sim: bool = False
+    array: Any, meta: Any, task: str, name: str, raw_sim: bool | None = None
 ) -> np.ndarray:
     """The array a ``task`` ("sr"/"qpi") reconstruction should see; raises ``InputError``."""
     array = np.asarray(array)
@@ -47,13 +56,15 @@ def prepare_input(
             f"{name} is an RGB(A) colour image; give a single-channel intensity image "
             "(e.g. save one channel as a grayscale TIFF)"
         )
-    if raw_sim and not (array.ndim >= 3 and array.shape[-3] == 9):
-        raise InputError(f"{name}: --raw-sim needs 9 frames (9, Y, X); got shape {array.shape}")
+    if raw_sim and not (array.ndim >= 3 and array.shape[-3] in RAW_SIM_FRAMES):
+        raise InputError(
+            f"{name}: --raw-sim needs 9 or 15 frames (9 or 15, Y, X); got shape {array.shape}"
+        )
     if is_raw_sim(array, meta, raw_sim):
         if task != "sr":
             raise InputError(
-                f"{name} holds 9 raw SIM frames, not a through-focus stack; QPI needs planes at "
-                "-dz and +dz — use an SR model, or a through-focus stack"
+                f"{name} holds {array.shape[-3]} raw SIM frames, not a through-focus stack; QPI "
+                "needs planes at -dz and +dz — use an SR model, or a through-focus stack"
             )
         from .io import widefield_from_raw_sim
 

@@ -258,15 +258,17 @@ def read_image(
 
 
 def widefield_from_raw_sim(frames: Any) -> np.ndarray:
-    """Widefield image from raw SIM frames: the mean over the 9 frames (axis −3).
+    """Widefield image from raw SIM frames: the mean over the frames (axis −3).
 
-    ``frames`` is (9, Y, X) or (..., 9, Y, X) in ADU (3 orientations × 3 phases, BioSR); the
-    result is float32 (Y, X) (or (..., Y, X)) in the same ADU scale, camera offset included.
+    ``frames`` is (9, Y, X) or (..., 9, Y, X) in ADU (3 orientations × 3 phases, BioSR), or 15
+    frames (3 × 5 phases, rDL-SIM); the result is float32 (Y, X) (or (..., Y, X)) in the same ADU
+    scale, camera offset included.
     """
     array = np.asarray(frames)
-    if array.ndim < 3 or array.shape[-3] != 9:
+    if array.ndim < 3 or array.shape[-3] not in (9, 15):
         raise InputError(
-            f"Raw SIM data must have 9 frames on the third-last axis (9, Y, X); got {array.shape}."
+            "Raw SIM data must have 9 frames (3 × 3) or 15 frames (3 × 5) on the third-last "
+            f"axis (9, Y, X); got {array.shape}."
         )
     return array.astype(np.float64).mean(axis=-3).astype(np.float32)
 

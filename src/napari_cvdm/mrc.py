@@ -158,7 +158,7 @@ def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
         "format": "mrc",
         "reader": reader,
         "pixel_size_source": "biosr-default",
-        "raw_sim_frames": data.shape[0] == 9,
+        "raw_sim_frames": data.shape[0] in (9, 15),  # 3 angles × 3 or 5 phases
         "header_cell": header.pop("cell"),
         "mrc_header": header,
     }

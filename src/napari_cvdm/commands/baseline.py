@@ -65,8 +65,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
         "--raw-sim",
-        action="store_true",
-        help="sr: the 9-plane input is raw SIM, average it (automatic for BioSR .mrc files only)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sr: the 9- or 15-plane input is raw SIM, average it (default: only BioSR/rDL-SIM "
+        ".mrc files); --no-raw-sim refuses to average them",
     )
     return parser
 
@@ -222,7 +224,8 @@ def prepare_job(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     sr = args.method in SR_METHODS
     with print_warnings(sys.stderr, "napari-cvdm baseline"):  # one line per note
         # the same rules as predict: RGB refused, raw SIM averaged only when recognised or asked
-        array = prepare_input(array, meta, "sr" if sr else "qpi", str(path), sr and args.raw_sim)
+        raw_sim = args.raw_sim if sr else None  # None: automatic, False: --no-raw-sim
+        array = prepare_input(array, meta, "sr" if sr else "qpi", str(path), raw_sim)
     job = (_sr_job if sr else _qpi_job)(path, np.asarray(array), meta, args)
     job["input"] = path
     return job

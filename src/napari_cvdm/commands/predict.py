@@ -147,8 +147,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--raw-sim",
-        action="store_true",
-        help="SR: average 9-frame inputs as raw SIM (automatic for BioSR .mrc files only)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="SR: average 9- or 15-frame inputs as raw SIM (default: only BioSR/rDL-SIM .mrc "
+        "files, with a note); --no-raw-sim reconstructs their frames one by one",
     )
     return parser
 
@@ -242,7 +244,7 @@ def _assumptions(
     model_metadata: Any,
     path: str,
     meta: Any,
-    raw_sim: bool,
+    raw_sim: bool | None,
     adapter: Any,
 ) -> str:
     """The one ``note`` line of an input: pixel size, optics, offset, raw SIM, resampling."""
@@ -259,11 +261,12 @@ def _assumptions(
         dz_um=getattr(args, "dz", None),
         raw_sim=raw_sim,
         applied_factor=getattr(adapter, "factor", None),
+        raw_frames=(getattr(meta, "extra", None) or {}).get("frames_read"),
     ).line(os.path.basename(path), cli=True)
 
 
 def _read(
-    path: str, pixel_size: float | None, task: str | None = None, raw_sim: bool = False
+    path: str, pixel_size: float | None, task: str | None = None, raw_sim: bool | None = None
 ) -> tuple[Any, float | None, Any]:
     from ..imagekind import prepare_input
     from ..io import read_image
@@ -279,6 +282,8 @@ def _read(
     if pixel_size is None and meta.pixel_size_um:
         pixel_size = float(meta.pixel_size_um[-1])
     if task is not None:
+        if array.ndim >= 3:  # for the note: how many raw SIM frames were averaged
+            meta.extra["frames_read"] = int(array.shape[-3])
         array = prepare_input(array, meta, task, path, raw_sim)
     return array, pixel_size, meta
 
@@ -367,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
     from ..workflows.task_adapters import make_adapter
 
     prefix = "napari-cvdm predict"
-    raw_sim = bool(getattr(args, "raw_sim", False))
+    raw_sim = getattr(args, "raw_sim", None)  # None: automatic
     check_args(args, OPTION_LIMITS)
     params = ReconstructionParams(
         n_samples=args.samples,
