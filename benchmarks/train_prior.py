@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=300)
     parser.add_argument("--validate-every", type=int, default=600)
     parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--reset-ema", action="store_true", help="on resume: EMA from live weights")
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--dtype", default="float16", choices=("float16", "float32"))
     args = parser.parse_args(argv)
@@ -45,6 +46,7 @@ def main(argv=None) -> int:
         output=args.output,
         checkpoint=args.checkpoint,
         resume=args.resume,
+        reset_ema=args.reset_ema,
         steps=args.steps,
         preset=args.preset,
         batch=args.batch,

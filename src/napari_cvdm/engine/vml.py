@@ -200,7 +200,8 @@ def richardson_lucy(
     """Richardson–Lucy ``x ← x·Hᵀ(y/Hx)/Hᵀ1`` for y ≥ 0 with ``op.A``/``op.A_adjoint``.
 
     Start: a flat image of the mean flux per x pixel (``x_init`` when given). Pixels with
-    Hᵀ1 ≈ 0 (outside every measurement's footprint) keep their value. Returns x ≥ 0."""
+    Hᵀ1 below 5 % of its maximum (canvas margin, or the negative lobes of a target-corrected
+    PSF) keep their value. Returns x ≥ 0."""
     y = y.clamp_min(0.0)
     norm = op.A_adjoint(torch.ones_like(y))
     if x_init is None:
@@ -208,10 +209,11 @@ def richardson_lucy(
         x = torch.full_like(norm.expand(y.shape[0], *norm.shape[1:]), max(flux, eps))
     else:
         x = x_init.clamp_min(eps).clone()
-    safe = norm.clamp_min(eps)
+    valid = norm > 0.05 * norm.max()  # margin pixels barely seen by the data keep their value
+    safe = torch.where(valid, norm, torch.ones_like(norm))
     for _ in range(int(iterations)):
         ratio = y / op.A(x).clamp_min(eps)
-        x = x * op.A_adjoint(ratio).clamp_min(0.0) / safe
+        x = torch.where(valid, x * op.A_adjoint(ratio).clamp_min(0.0) / safe, x)
     return x
 
 

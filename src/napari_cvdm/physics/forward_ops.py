@@ -245,11 +245,17 @@ def effective_otf(
 
     ``H_target`` is the Gaussian OTF of FWHM ``target_fwhm_um`` (the resolution of the prior's
     training images): the measurement is object ⊛ h, the prior's image is object ⊛ h_target,
-    so the blur from the prior's image to the measurement is h / h_target in Fourier space."""
+    so the blur from the prior's image to the measurement is h / h_target in Fourier space.
+    Where ``H_target`` is below ``threshold`` the prior's images hold nothing (0), and the
+    magnitude is capped at 1 (a PSF wider in frequency than the prior's images, e.g. a noisy
+    bead, would otherwise be amplified)."""
     target = gaussian_otf(shape, pixel_um, target_fwhm_um, rfft=True)
-    band = np.abs(otf) > threshold
-    out = np.zeros_like(otf)
+    band = (np.abs(otf) > threshold) & (target > threshold)
+    out = np.zeros(otf.shape, np.complex128)
     out[band] = otf[band] / target[band]
+    magnitude = np.abs(out)
+    too_big = magnitude > 1.0  # a blur never amplifies: cap |H_eff| at 1 (noisy measured PSFs)
+    out[too_big] /= magnitude[too_big]
     return out
 
 
@@ -317,12 +323,13 @@ def estimate_noise(image: Any, bins: int = 16) -> NoiseModel:
         raise InputError(f"noise estimation needs a 2-D image of at least 8×8 px, got {y.shape}")
     resid = ndimage.convolve(y, _NOISE_KERNEL, mode="reflect")[1:-1, 1:-1]
     mean = ndimage.uniform_filter(y, 3, mode="reflect")[1:-1, 1:-1]
+    bins = max(1, min(bins, resid.size // 100))  # at least ~100 pixels per bin
     edges = np.unique(np.quantile(mean, np.linspace(0.0, 1.0, bins + 1)))
     centres, variances, counts = [], [], []
     which = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
     for b in range(len(edges) - 1):
         r = resid[which == b]
-        if r.size < 50:
+        if r.size < 30:
             continue
         mad = np.median(np.abs(r - np.median(r)))
         centres.append(float(np.median(mean[which == b])))

@@ -66,6 +66,8 @@ class PriorTrainConfig:
     checkpoint: str | None = None
     checkpoint_every: int = 500
     resume: str | None = None
+    #: on resume, restart the EMA from the live weights (and its warm-up from this run's step 1)
+    reset_ema: bool = False
     validate_every: int = 500
     n_validation: int = 8
     dtype: str = "float16"
@@ -179,7 +181,7 @@ def train_prior(cfg: PriorTrainConfig) -> Iterator[Any]:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if cfg.resume:
         model.load_state_dict(ckpt.model_state)
-        ema.load_state_dict(ckpt.ema_state)
+        ema.load_state_dict(ckpt.model_state if cfg.reset_ema else ckpt.ema_state)
         optimizer.load_state_dict(ckpt.optimizer_state)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr
@@ -205,7 +207,7 @@ def train_prior(cfg: PriorTrainConfig) -> Iterator[Any]:
                 model_state=model.state_dict(),
                 ema_state=ema.state_dict(),
                 optimizer_state=optimizer.state_dict(),
-                info={"architecture": config.to_dict(), "totals": done},
+                info={"architecture": config.to_dict(), "totals": done, "ema_warmup": True},
             )
         return path
 
@@ -219,11 +221,15 @@ def train_prior(cfg: PriorTrainConfig) -> Iterator[Any]:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            with torch.no_grad():
-                for p_ema, p in zip(ema.parameters(), model.parameters()):
-                    p_ema.lerp_(p, 1.0 - cfg.ema)
             run_steps = i
             step = start_step + i
+            # EMA warm-up: decay min(ema, (1 + n)/(10 + n)), so a short run is not dominated by
+            # the initial weights (0.999 alone keeps 61 % of them after 500 steps)
+            n_ema = i if cfg.reset_ema else step
+            decay = min(cfg.ema, (1.0 + n_ema) / (10.0 + n_ema))
+            with torch.no_grad():
+                for p_ema, p in zip(ema.parameters(), model.parameters()):
+                    p_ema.lerp_(p, 1.0 - decay)
             last = float(loss.detach())
             if i % cfg.log_every == 0 or i == cfg.steps:
                 yield LossReport(step, start_step + cfg.steps, {"total": last}, cfg.lr)
