@@ -4,4 +4,13 @@ Subcommand modules import no Qt and no napari; heavy imports (torch) happen insi
 """
 
 # module names under napari_cvdm.commands, in the order `napari-cvdm --help` lists them
-SUBCOMMANDS = ("demo", "predict", "models", "simulate", "baseline", "evaluate", "train")
+SUBCOMMANDS = (
+    "demo",
+    "predict",
+    "restore",
+    "models",
+    "simulate",
+    "baseline",
+    "evaluate",
+    "train",
+)
