@@ -5,9 +5,11 @@ Run under a real X server (never ``QT_QPA_PLATFORM=offscreen``, vispy crashes th
     xvfb-run -a .venv/bin/python docs/make_screenshots.py
 
 It opens napari with the Reconstruct widget, loads the synthetic samples, runs an SR and a QPI
-reconstruction on the CPU and writes ``docs/images/*.png``. The bundled default models are used
-when they are installed (``napari_cvdm/models/``); otherwise tiny UNTRAINED random-weight models
-are built on the fly, the pictures then show the layout only, and the script says so.
+reconstruction on the CPU and writes ``docs/images/*.png``: grid views with a scale bar (µm) and
+a colour bar per panel, and the Reconstruct and Train widgets docked together in a 1920 × 1080
+window. The bundled default models are used when they are installed (``napari_cvdm/models/``);
+otherwise tiny UNTRAINED random-weight models are built on the fly, the pictures then show the
+layout only, and the script says so.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ def _shot(viewer, path: Path, canvas_only: bool = False) -> None:
     print(f"wrote {path}")
 
 
+def _colour_bars(viewer, names: list[str]) -> None:
+    """A colour bar on each shown layer (its unit is in the figure caption in docs/usage.md;
+    napari's colour bar has no label); the scale bar reads µm from the layers' units."""
+    for layer in viewer.layers:
+        layer.colorbar.visible = layer.name in names
+
+
 def _run(widget, model: Path, steps: int, samples: int) -> None:
     from napari_cvdm._widgets.reconstruct import LOAD_FROM_FILE
 
@@ -108,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         panels = ["sr_widefield", "sr_widefield_cvdm", "sr_widefield_cvdm_std",
                   "sr_widefield_cvdm_schedule"]  # fmt: skip
         _show_only(viewer, panels)
+        _colour_bars(viewer, panels)
         for name in panels:  # grid order follows the layer list, last layer first
             viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
         viewer.canvas.grid.enabled = True
@@ -117,6 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         _shot(viewer, args.out / "sr_mean_std_schedule.png", canvas_only=True)
         dock.show()
         viewer.canvas.grid.enabled = False
+        _colour_bars(viewer, [])
+
+        # --- Reconstruct and Train docked together in a 1920 x 1080 window (docs/usage.md)
+        window = viewer.window._qt_window
+        window.showNormal()
+        window.setGeometry(0, 0, 1920, 1080)
+        train_dock, _train = viewer.window.add_plugin_dock_widget("napari-cvdm", "Train")
+        _show_only(viewer, ["sr_widefield"])
+        viewer.layers.selection.active = viewer.layers["sr_widefield"]
+        viewer.reset_view()
+        _shot(viewer, args.out / "widgets_1080p.png")
+        viewer.window.remove_dock_widget(train_dock)
+        viewer.window.resize(1500, 900)
 
         # --- QPI: through-focus stack, ground truth, phase and its uncertainty
         viewer.layers.clear()
@@ -126,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         panels = ["qpi_through_focus", "qpi_phase_ground_truth", "qpi_through_focus_cvdm",
                   "qpi_through_focus_cvdm_std"]  # fmt: skip
         _show_only(viewer, panels)
+        _colour_bars(viewer, panels)
         for name in panels:
             viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
         viewer.canvas.grid.enabled = True
