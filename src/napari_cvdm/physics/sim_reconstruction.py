@@ -87,7 +87,7 @@ __all__ = [
 #: the BioSR Multi-SIM microscope: measured TIRF488 OTF, 1.49 NA, ~525 nm emission
 DEFAULT_OPTICS = Optics("measured", 1.49, 0.525)
 #: Wiener parameter of :func:`reconstruct_sim` (OTF units); see docs/benchmarks.md
-DEFAULT_WIENER_W = 0.05
+DEFAULT_WIENER_W = 0.1
 #: phases come from the band-0 alignment when all its standard errors are below this (rad)
 _BAND0_PHASE_SE = 0.05
 #: modulation used when no orientation's band overlap determines it
