@@ -3,7 +3,8 @@
 * :func:`predict_file` — one input file, start to end: read it, reconstruct it, write its
   output set (``<stem>_{mean,std,schedule}.tif``, :class:`~napari_cvdm.outputset.OutputSet`:
   all or nothing). The same function runs on a Dask worker, so a file gives the same pixels
-  on a cluster as in one process with the same seed.
+  on a cluster as in one process with the same seed and torch thread count (the thread count
+  changes the convolutions' rounding).
 * :func:`reconstruct_many` — the notebook API: ``reconstruct_many(paths, model, out,
   client=client)`` sends one task per file to a ``dask.distributed`` cluster (``client=None``:
   in this process, one after the other) and returns the written paths per input.
@@ -505,8 +506,8 @@ def reconstruct_many(
     ``client``: a ``dask.distributed.Client`` (one task per file on its workers) or None (here,
     one file after the other). ``params``: a ``ReconstructionParams`` (default: the defaults);
     ``options``: :class:`PredictOptions` for every file. Existing outputs are refused unless
-    ``overwrite``. Returns ``{input path: [mean, std, schedule paths]}``. Same seed, same pixels
-    as ``napari-cvdm predict`` in one process.
+    ``overwrite``. Returns ``{input path: [mean, std, schedule paths]}``. Same seed and
+    ``threads``, same pixels as ``napari-cvdm predict`` in one process.
     """
     from .commands.predict import check_output_dir
     from .engine.registry import resolve_model

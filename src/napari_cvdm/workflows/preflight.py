@@ -41,12 +41,18 @@ __all__ = [
 
 _MIB = 1 << 20
 
-#: float32 mean, std, λ map, γ and β stacks (5 t* each), float64 running stats and the partial
-#: copies: bytes held per output pixel over a whole job
-BYTES_PER_OUTPUT_PIXEL = 4 * (3 + 2 * 5) + 8 * 2 + 4 * 2
-#: working bytes per pixel of the frame being sampled, per sample (condition, noise, model
-#: activations of the tiny/small networks are bounded by the sampler's tiling)
-BYTES_PER_FRAME_PIXEL_PER_SAMPLE = 64
+#: float32 mean, std and λ map, and the widget's partial copies of mean/std: bytes held per
+#: output pixel over a whole job (the γ/β stacks are computed only when read)
+BYTES_PER_OUTPUT_PIXEL = 4 * 3 + 4 * 2
+#: working bytes per pixel of the frame being sampled: condition, λ, the tiled blend and the
+#: float64 running mean/M2 with their temporaries (benchmarks/memory.py: a 4096² input, 8192²
+#: output, 1 sample peaked at 3.8 GB, 2048² at 2.2 GB; this estimate gives 6.7 and 3.3 GB)
+BYTES_PER_FRAME_PIXEL = 40
+#: and per sample of a group (the sample, its noise and ε̂)
+BYTES_PER_FRAME_PIXEL_PER_SAMPLE = 8
+#: one network call's activations: about this per pixel untiled (preset small), at most the
+#: sampler's CPU budget (engine.tile_plan.CPU_BUDGET_CAP_MB), which tiles bigger frames
+ACTIVATION_BYTES_PER_PIXEL, ACTIVATION_CAP_BYTES = 1200, 2 << 30
 
 
 def _sr_factor(metadata: dict[str, Any], pixel_size_um: float | None, na: Any, lam: Any) -> float:
@@ -109,14 +115,17 @@ def check_job(
         frames = lead[:-1] if lead else []
         out = (*frames, h, w)
     frame_pixels = out[-1] * out[-2]
-    need = math.prod(out) * BYTES_PER_OUTPUT_PIXEL + frame_pixels * (
-        BYTES_PER_FRAME_PIXEL_PER_SAMPLE * (min(n_samples, 8) + 4)
+    per_frame_pixel = BYTES_PER_FRAME_PIXEL + BYTES_PER_FRAME_PIXEL_PER_SAMPLE * min(n_samples, 8)
+    need = (
+        math.prod(out) * BYTES_PER_OUTPUT_PIXEL
+        + frame_pixels * per_frame_pixel
+        + min(ACTIVATION_CAP_BYTES, ACTIVATION_BYTES_PER_PIXEL * frame_pixels)
     )
     check_memory(
         need,
         f"reconstructing {name} (output {'×'.join(map(str, out))})",
         "crop the image, split the stack into parts, or check the pixel size "
-        f"(about {format_bytes(BYTES_PER_OUTPUT_PIXEL)} per output pixel)",
+        f"(about {format_bytes(BYTES_PER_OUTPUT_PIXEL + per_frame_pixel)} per output pixel)",
         available,
     )
     return {"factor": factor, "output_shape": out, "bytes": need}
