@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..defaults import SAMPLES, SAMPLING_STEPS
+
 __all__ = ["UNTRAINED_BANNER", "add_parser", "run", "save_figure"]
 
 UNTRAINED_BANNER = """\
@@ -41,9 +43,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder for the results (default ./napari-cvdm-demo)",
     )
-    parser.add_argument("--samples", type=int, default=4, help="samples for mean/std (default 4)")
     parser.add_argument(
-        "--steps", type=int, default=20, help="reverse diffusion steps (default 20)"
+        "--samples", type=int, default=SAMPLES, help=f"samples for mean/std (default {SAMPLES})"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=SAMPLING_STEPS,
+        help=f"reverse diffusion steps (default {SAMPLING_STEPS})",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the simulated sample and sampler"

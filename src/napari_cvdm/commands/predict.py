@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..defaults import SAMPLER, SAMPLES, SAMPLING_STEPS
 from ..errors import InputError, UserError
 
 __all__ = [
@@ -53,12 +54,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--output-dir", required=True, type=Path, metavar="DIR", help="folder for the results"
     )
     parser.add_argument(
-        "--samples", type=int, default=4, help="samples per frame for mean/std (default 4)"
+        "--samples",
+        type=int,
+        default=SAMPLES,
+        help=f"samples per frame for mean/std (default {SAMPLES})",
     )
     parser.add_argument(
-        "--steps", type=int, default=20, help="reverse diffusion steps (default 20)"
+        "--steps",
+        type=int,
+        default=SAMPLING_STEPS,
+        help=f"reverse diffusion steps (default {SAMPLING_STEPS})",
     )
-    parser.add_argument("--sampler", choices=("ancestral", "ddim"), default="ancestral")
+    parser.add_argument("--sampler", choices=("ancestral", "ddim"), default=SAMPLER)
     parser.add_argument(
         "--raw-std",
         action="store_true",

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_cvdm.defaults import SAMPLING_STEPS
 from napari_cvdm.errors import InputError
 from napari_cvdm.workflows.events import Progress
 
@@ -300,7 +301,7 @@ def sample(
     x: torch.Tensor,
     *,
     n_samples: int = 1,
-    steps: int = 20,
+    steps: int = SAMPLING_STEPS,
     sampler: str = "ddim",
     eta: float = 0.0,
     seed: int = 0,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import SAMPLER, SAMPLES, SAMPLING_STEPS
 from ..errors import InputError
 from .calibration import std_scale
 from .events import Finished, PartialResult, Progress
@@ -54,9 +55,9 @@ class ReconstructionParams:
     ``min(receptive radius, tile // 4)``); ``None`` tiles only when the sampler's memory budget
     requires it, ``0`` never tiles. ``t_star``: diffusion times of the γ/β map stacks."""
 
-    n_samples: int = 4
-    steps: int = 20
-    sampler: str = "ancestral"
+    n_samples: int = SAMPLES
+    steps: int = SAMPLING_STEPS
+    sampler: str = SAMPLER
     eta: float = 0.0
     seed: int = 0
     device: str = "auto"
