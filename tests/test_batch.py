@@ -244,6 +244,13 @@ def test_progress_fraction_weighs_inputs_equally():
     assert p.fraction == pytest.approx((0.5 + 1.0) / 4)
 
 
+def test_dask_workers_without_a_scheduler_is_one_line(tmp_path, model_path, capsys):
+    paths = _inputs(tmp_path / "in", n=1)
+    args = ["predict", str(paths[0]), "--model", str(model_path), "--output-dir"]
+    assert main([*args, str(tmp_path / "o"), *FAST, "--dask-workers", "2"]) == 2
+    assert "--dask-workers needs --dask-scheduler local" in capsys.readouterr().err
+
+
 def test_dask_workers_needs_local(tmp_path, model_path, capsys):
     pytest.importorskip("distributed")
     paths = _inputs(tmp_path / "in", n=1)

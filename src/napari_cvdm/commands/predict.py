@@ -394,6 +394,9 @@ def run(args: argparse.Namespace) -> int:
         memory_budget_mb=_memory_budget_mb(getattr(args, "memory_gb", None)),
     ).validate()
     threads = resolve_threads(getattr(args, "threads", "auto"))
+    dask_workers = getattr(args, "dask_workers", None)
+    if dask_workers is not None and not getattr(args, "dask_scheduler", None):
+        raise InputError("--dask-workers needs --dask-scheduler local")
     if args.pixel_size is not None and not args.pixel_size > 0:
         raise InputError(f"--pixel-size must be a positive number of µm, got {args.pixel_size}")
     import torch
