@@ -183,8 +183,8 @@ def test_unreachable_scheduler_is_one_line(tmp_path, model_path, monkeypatch, ca
 
 
 def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(tmp_path, model_path, client):
-    paths = _inputs(tmp_path / "in", n=2, size=48)
-    params = ReconstructionParams(n_samples=2, steps=24, device="cpu")
+    paths = _inputs(tmp_path / "in", n=2, size=48)  # a second or so per task: time to kill
+    params = ReconstructionParams(n_samples=2, steps=40, device="cpu")
     single = tmp_path / "single"
     batch.reconstruct_many(paths, model_path, single, params=params, threads=1)
     pids = client.run(os.getpid)
