@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
+from ..train_settings import TRAIN_DEFAULTS
 from .events import Finished, LossReport, Progress, Validation
 from .train_support import (
     Prefetcher,
@@ -97,28 +98,28 @@ class TrainConfig:
     task: str
     output: str | os.PathLike
     data: Any = "synthetic"
-    steps: int = 20000
-    batch: int = 16
-    patch: int = 128
+    steps: int = TRAIN_DEFAULTS["steps"]
+    batch: int = TRAIN_DEFAULTS["batch"]
+    patch: int = TRAIN_DEFAULTS["patch"]
     lr: float | None = None
-    preset: str = "small"
+    preset: str = TRAIN_DEFAULTS["preset"]
     base_model: str | None = None
     freeze_schedule: bool = False
     resume: str | os.PathLike | None = None
     checkpoint: str | os.PathLike | None = None
     device: str = "auto"
-    val_every: int = 500
+    val_every: int = TRAIN_DEFAULTS["val_every"]
     val_count: int = 4
     val_steps: int = 10
-    ckpt_every: int = 1000
+    ckpt_every: int = TRAIN_DEFAULTS["ckpt_every"]
     seed: int = 0
     fp16: bool = False
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     warmup_steps: int = 100
-    lr_schedule: str = "constant"
+    lr_schedule: str = TRAIN_DEFAULTS["lr_schedule"]
     lr_min_fraction: float = 0.1
-    val_fraction: float = 0.2
+    val_fraction: float = TRAIN_DEFAULTS["val_fraction"]
     name: str | None = None
     description: str = ""
     command: str = ""
