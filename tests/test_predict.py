@@ -259,3 +259,22 @@ def test_first_partial_result_arrives_after_the_first_group(sr_model):
     fixed = ReconstructionParams(n_samples=4, steps=3, seed=2, device="cpu", group_size=4)
     _, same = _finish(reconstruct(_widefield((16, 16)), sr_model, fixed))
     np.testing.assert_allclose(same.mean, result.mean, rtol=1e-4, atol=1e-5)  # batch rounding
+
+
+def test_gamma_beta_are_the_models_schedule_maps_computed_from_lambda(sr_model):
+    # the γ/β stacks are no longer held: they are made from the λ map when read, and equal
+    # what the model's schedule_maps gives for that λ map
+    _, result = _finish(reconstruct(_widefield((16, 20)), sr_model, PARAMS))
+    lam = torch.from_numpy(result.schedule)[None, None]
+    with torch.inference_mode():
+        maps = sr_model.model.schedule_maps(None, PARAMS.t_star, lam=lam)
+    np.testing.assert_allclose(result.gamma, maps["gamma"][0, :, 0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(result.beta, maps["beta"][0, :, 0].numpy(), rtol=1e-6)
+    assert result.gamma.dtype == result.beta.dtype == np.float32
+
+
+def test_partial_results_are_views_without_copies(sr_model):
+    params = ReconstructionParams(n_samples=2, steps=1, device="cpu", partial_copies=False)
+    events, result = _finish(reconstruct(_widefield((16, 16)), sr_model, params))
+    partial = [e for e in events if isinstance(e, PartialResult)]
+    assert partial and all(p.mean is result.mean and p.std is result.std for p in partial)
