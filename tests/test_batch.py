@@ -216,6 +216,20 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(tmp_path, model_p
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it, for the next tests
 
 
+def test_a_bad_input_on_a_worker_is_the_same_one_line_error(tmp_path, model_path, client):
+    from napari_cvdm.errors import InputError
+
+    good = _inputs(tmp_path / "in", n=1)[0]
+    bad = tmp_path / "in" / "broken.tif"
+    bad.write_bytes(b"this is not a tiff" * 10)
+    params = ReconstructionParams(n_samples=1, steps=1, device="cpu")
+    with pytest.raises(InputError, match="(?i)could not read .*broken.tif"):
+        batch.reconstruct_many(
+            [good, bad], model_path, tmp_path / "o", client=client, params=params
+        )
+    assert not list((tmp_path / "o").glob("broken_*"))
+
+
 def test_earlier_attempt_of_the_same_run_is_not_redone(tmp_path, model_path, monkeypatch):
     paths = _inputs(tmp_path / "in", n=1)
     params = ReconstructionParams(n_samples=1, steps=1, device="cpu")
