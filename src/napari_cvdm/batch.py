@@ -333,7 +333,10 @@ def connect(
     try:
         client = distributed.Client(str(address), timeout=timeout)
     except Exception as exc:  # OSError, TimeoutError, ValueError for a malformed address
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, OSError | TimeoutError | ValueError) and str(exc):
+            reason = str(exc).splitlines()[0]
+        else:  # e.g. MemoryError decoding a reply from something that is not a scheduler
+            reason = f"what answered there is not a Dask scheduler: {type(exc).__name__}"
         raise UserError(
             f"cannot connect to the Dask scheduler at {address!r} within {timeout:g} s "
             f"({reason[:160]}); check the address (e.g. tcp://host:8786) and that the "
