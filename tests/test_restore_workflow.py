@@ -203,3 +203,23 @@ def test_non_prior_model_refused():
     sr = make_untrained_model("sr", "tiny")
     with pytest.raises(InputError, match="prior"):
         restore(_image(), sr, SMALL, pixel_size_um=0.0626, optics=AIRY)
+
+
+def test_warm_start_rl_stops_by_the_discrepancy_principle(prior):
+    yy, xx = np.indices((32, 32))
+    clean = 5 + 500 * np.exp(-((yy - 12.0) ** 2 + (xx - 20.0) ** 2) / 6.0)
+    rng = np.random.default_rng(1)
+    counts = {}
+    for sigma in (1.0, 30.0):
+        noisy = clean + rng.normal(0.0, sigma, clean.shape)
+        r = restore_image(
+            noisy, prior, RestoreParams(levels=1, inner_steps=1), pixel_size_um=0.0626, na=1.49,
+            wavelength_um=0.525, noise_sigma_adu=sigma,
+        )  # fmt: skip
+        counts[sigma] = r.metadata["normalization"]["rl_iterations"]
+    r = restore_image(
+        clean, prior, RestoreParams(levels=1, inner_steps=1), pixel_size_um=0.0626, na=1.49,
+        wavelength_um=0.525, noise_sigma_adu=1.0,
+    )  # fmt: skip
+    assert counts[30.0] < counts[1.0]
+    assert r.metadata["normalization"]["rl_iterations"] >= counts[30.0]

@@ -44,8 +44,14 @@ __all__ = [
 
 #: solver settings per budget (tuned on validation images, docs/benchmarks.md)
 BUDGETS: dict[str, dict[str, Any]] = {
-    "fast": {"levels": 8, "inner_steps": 2, "sigma_max": 1.0, "sigma_min": 0.01},
-    "quality": {"levels": 30, "inner_steps": 3, "sigma_max": 2.0, "sigma_min": 0.01},
+    "fast": {"levels": 8, "inner_steps": 2, "sigma_max": 0.3, "sigma_min": 0.03, "lr_scale": 0.3},
+    "quality": {
+        "levels": 16,
+        "inner_steps": 2,
+        "sigma_max": 0.3,
+        "sigma_min": 0.03,
+        "lr_scale": 0.3,
+    },
 }
 METHODS = ("vml", "dps", "rl")
 DEFAULT_PRIOR = "prior-fluorescence"
@@ -63,9 +69,9 @@ class RestoreParams:
     inner_steps: int | None = None
     sigma_max: float | None = None
     sigma_min: float | None = None
-    lr_scale: float = 0.1
+    lr_scale: float | None = None
     warm_start: bool = True
-    rl_iterations: int = 30  # warm start and normalisation estimate
+    rl_iterations: int | None = None  # warm start (None: discrepancy principle, ≤ 200)
     rl_baseline_iterations: int = 30  # method "rl"
     dps_zeta: float = 0.1
     binning: int | None = None
@@ -86,7 +92,10 @@ class RestoreParams:
             (1 <= resolved.inner_steps <= 50, "inner steps must be 1–50"),
             (0 < resolved.sigma_min <= resolved.sigma_max <= 100, "need 0 < σ_min ≤ σ_max ≤ 100"),
             (0 < resolved.lr_scale <= 1, "lr_scale must be in (0, 1]"),
-            (1 <= resolved.rl_iterations <= 1000, "RL iterations must be 1–1000"),
+            (
+                resolved.rl_iterations is None or 1 <= resolved.rl_iterations <= 1000,
+                "RL iterations must be 1–1000",
+            ),
             (1 <= resolved.rl_baseline_iterations <= 1000, "RL iterations must be 1–1000"),
             (resolved.seed >= 0, "seed must be >= 0"),
         ]

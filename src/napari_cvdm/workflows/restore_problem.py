@@ -176,6 +176,29 @@ def _noise_model(noise: Noise, raw: np.ndarray) -> NoiseModel:
     return estimate_noise(raw)
 
 
+#: Richardson–Lucy iteration counts tried by the discrepancy principle
+RL_CHECKPOINTS = (5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200)
+
+
+def _rl_discrepancy(y: Any, op: Any, variance: np.ndarray) -> tuple[Any, int]:
+    """Richardson–Lucy stopped at the first count of :data:`RL_CHECKPOINTS` whose whitened
+    residual RMS is ≤ 1 (Morozov's discrepancy principle): few iterations for noisy data,
+    many for clean data. Returns (estimate, iterations)."""
+    import torch
+
+    from ..engine.vml import richardson_lucy
+
+    inv_sd = torch.as_tensor(1.0 / np.sqrt(variance), dtype=y.dtype, device=y.device)
+    x, done = None, 0
+    for count in RL_CHECKPOINTS:
+        x = richardson_lucy(y.clamp_min(0.0), op, count - done, x_init=x)
+        done = count
+        rms = float(((y - op.A(x)) * inv_sd).square().mean().sqrt())
+        if rms <= 1.0:
+            break
+    return x, done
+
+
 def build_problem(
     image: Any,
     pixel_um: float | None,
@@ -185,7 +208,7 @@ def build_problem(
     prior_pixel_um: float,
     binning: int | None = None,
     target_fwhm_um: float | None = DEFAULT_TARGET_FWHM_UM,
-    rl_iterations: int = 30,
+    rl_iterations: int | None = None,
     device: Any = "cpu",
 ) -> Problem:
     """Check the inputs and build the :class:`Problem` (see the module docstring)."""
@@ -242,7 +265,10 @@ def build_problem(
     op = BlurOperator(otf, canvas.shape, y.shape, canvas.margin, f).to(device)
 
     yt = torch.as_tensor(y, dtype=torch.float32, device=device)[None, None]
-    rl = richardson_lucy(yt.clamp_min(0.0), op, rl_iterations)
+    if rl_iterations is None:  # discrepancy principle: stop once the data are fitted to noise
+        rl, rl_iterations = _rl_discrepancy(yt, op, variance)
+    else:
+        rl = richardson_lucy(yt.clamp_min(0.0), op, rl_iterations)
     inside = rl[0, 0][canvas.crop].detach().cpu().numpy().astype(np.float64)
     lo, hi = np.percentile(inside, [0.1, 99.9])
     a, s = 0.5 * (lo + hi), 0.5 * (hi - lo)
