@@ -64,7 +64,9 @@ def test_predict_multiplies_the_std_by_the_calibration_scale():
     assert np.abs(base).max() > 0
     np.testing.assert_allclose(outs[(4.0, False)].std, 4.0 * base, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(outs[(4.0, True)].std, base, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(outs[(4.0, False)].mean, outs[(None, False)].mean, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        outs[(4.0, False)].mean, outs[(None, False)].mean, rtol=1e-4, atol=1e-4
+    )
     assert outs[(4.0, False)].metadata["std_calibration"] == {"scale": 4.0, "raw": False}
 
 

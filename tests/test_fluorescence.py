@@ -119,9 +119,7 @@ def test_noise_free_gt_resolves_better_than_widefield():
     n = 4 * size + 2 * margin
     st = generate_structure(rng, "microtubules", (n * DX, n * DX))
     obj = splat_bilinear(points_to_px(st.points_um, DX), st.weights, (n, n))
-    wf, gt, _ = form_images(
-        [(obj, st.label_sigma_um)], DX, AIRY, NOMINAL_SIM, margin
-    )
+    wf, gt, _ = form_images([(obj, st.label_sigma_um)], DX, AIRY, NOMINAL_SIM, margin)
     res_wf = decorrelation_resolution(wf, 0.0626).resolution_um
     res_gt = decorrelation_resolution(gt, 0.0313).resolution_um
     assert 0.15 < res_wf < 0.3

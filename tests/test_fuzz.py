@@ -186,8 +186,15 @@ def test_preflight_job_refuses_or_estimates(metadata, shape, task, pixel_size, s
     from napari_cvdm.workflows.preflight import check_job
 
     result = _valid_or_one_line(
-        lambda: check_job(task, shape, metadata[task], {"pixel_size_um": pixel_size}, samples,
-                          "x", available=2**36)  # fmt: skip
+        lambda: check_job(
+            task,
+            shape,
+            metadata[task],
+            {"pixel_size_um": pixel_size},
+            samples,
+            "x",
+            available=2**36,
+        )  # fmt: skip
     )
     if result is not None:
         assert math.isfinite(result["bytes"]) and result["bytes"] <= 0.8 * 2**36
@@ -248,10 +255,20 @@ def _commands():
         "train": train.OPTION_LIMITS,
         "baseline": baseline.OPTION_LIMITS,
         "simulate": {
-            k: k if k in LIMITS else {"dz": "dz_um", "wavelength": "wavelength_um",
-                                      "pixel_size": "pixel_size_um"}[k]
-            for k in ("n", "seed", "size", "photons", "planes", "dz", "wavelength", "na",
-                      "pixel_size")
+            k: k
+            if k in LIMITS
+            else {"dz": "dz_um", "wavelength": "wavelength_um", "pixel_size": "pixel_size_um"}[k]
+            for k in (
+                "n",
+                "seed",
+                "size",
+                "photons",
+                "planes",
+                "dz",
+                "wavelength",
+                "na",
+                "pixel_size",
+            )
         },  # fmt: skip
     }
 

@@ -273,4 +273,3 @@ def sim_noise_filter(
     apod = _apodization(ky, kx, optics.cutoff + k0, sim.apodization_gamma)
     filt = apod * np.sqrt(power) / (power + w2)
     return filt / filt[0, 0]
-

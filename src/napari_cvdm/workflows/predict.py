@@ -303,9 +303,7 @@ def _run(
                 std[where] = stats.std * std_factor
                 meta["samples_done"] = stats.n
                 copy = np.copy if params.partial_copies else (lambda a: a)
-                yield PartialResult(
-                    copy(mean), copy(std), stats.n, params.n_samples, index, frames
-                )
+                yield PartialResult(copy(mean), copy(std), stats.n, params.n_samples, index, frames)
             del stats, prep
             maps = _schedule_outputs(model, x, mean[where], lam=lam)
             schedule[where] = maps["lambda"]
