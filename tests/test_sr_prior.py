@@ -150,9 +150,12 @@ def test_prepared_pairs_carry_the_prior_with_the_stated_optics():
     np.testing.assert_allclose(with_prior.target, plain.target)  # the target does not change
 
 
-def test_the_prior_is_inherited_from_the_base_model_and_on_by_default(tmp_path):
-    scratch = list(train(_config(tmp_path, "scratch"), data=_data(False)))[-1].result
-    assert read_metadata(scratch)["architecture"]["condition_channels"] == 2  # default: RL
+def test_the_prior_is_inherited_from_the_base_model_and_off_by_default(tmp_path):
+    plain = list(train(_config(tmp_path, "plain"), data=_data(True)))[-1].result
+    assert read_metadata(plain)["architecture"]["condition_channels"] == 1  # default: none
+    scratch = list(train(_config(tmp_path, "scratch", sr_prior=True), data=_data(False)))
+    scratch = scratch[-1].result
+    assert read_metadata(scratch)["architecture"]["condition_channels"] == 2
     # fine-tuning a prior model on data prepared without it: the data adopt the channel
     tuned = list(train(_config(tmp_path, "tuned", base_model=str(scratch)), data=_data(False)))
     meta = read_metadata(tuned[-1].result)

@@ -139,7 +139,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="auto",
         help="SR: condition on the Richardson–Lucy estimate (nominal optics) and learn its "
         "correction (rl), or on the widefield alone (none); auto (default): as the base model "
-        "or checkpoint, rl from scratch",
+        "or checkpoint, none from scratch",
     )
     parser.add_argument(
         "--patches-per-frame",

@@ -57,9 +57,10 @@ DEFAULT_FINETUNE_LR = 3e-5
 #: sampler clamp of |ŷ_0 + x_up| for SR models (targets in the input's units, see
 #: normalization.normalize_target_to_condition); only a guard against diverging pixels
 SR_DENOISED_BOUND = 6.0
-#: SR models trained from scratch condition on the Richardson–Lucy prior (docs/models.md: the
-#: measured comparison with the widefield-only condition on recipe SR-B)
-DEFAULT_SR_PRIOR = True
+#: whether SR models trained from scratch condition on the Richardson–Lucy prior: not yet — in
+#: the measured comparison on recipe SR-B (docs/models.md) the widefield-only condition after 733
+#: fine-tuning steps beat the RL-residual one after 2,322 on SSIM at every level and on mean PSNR
+DEFAULT_SR_PRIOR = False
 #: consecutive steps with a non-finite gradient that are skipped before the run counts as diverged
 MAX_SKIPPED_STEPS = 5
 #: ``constant``: the peak rate after warm-up; ``cosine``: half-cosine decay from the peak after
