@@ -34,13 +34,13 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from _quality_tables import markdown, summarise
+from _report_io import json_ready, write_atomic
 from _testsets import (
     QPI_METHODS,
     QPI_MIDDLE,
@@ -251,31 +251,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def json_ready(value: Any) -> Any:
-    """``value`` with numpy scalars as Python numbers and NaN/Inf as None (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -311,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(report)
     print(text)
     _log(f"total {report['total_seconds']:.0f} s")
-    _write_atomic(args.json, json.dumps(json_ready(report), indent=1, allow_nan=False) + "\n")
+    write_atomic(args.json, json.dumps(json_ready(report), indent=1, allow_nan=False) + "\n")
     if args.markdown:
-        _write_atomic(args.markdown, text)
+        write_atomic(args.markdown, text)
     return 0
 
 

@@ -37,12 +37,12 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report_io import json_ready, write_atomic
 
 from napari_cvdm import metrics
 from napari_cvdm.io import read_image, widefield_from_raw_sim
@@ -311,30 +311,6 @@ def make_figure(panels: dict[str, dict[str, np.ndarray]], path: Path, crop: tupl
 # --- main ---------------------------------------------------------------------------------------
 
 
-def json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", help="SR model name or .safetensors path "
@@ -468,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     report["figure"] = {"path": str(args.figure.relative_to(ROOT)) if args.figure.is_relative_to(
         ROOT) else str(args.figure), "crop_gt_px": [128, 384, 128, 384]}  # fmt: skip
     report["total_seconds"] = time.perf_counter() - start_all
-    _write_atomic(args.json, json.dumps(json_ready(report), indent=1, allow_nan=False) + "\n")
+    write_atomic(args.json, json.dumps(json_ready(report), indent=1, allow_nan=False) + "\n")
     print(markdown(report))
     return 0
 
