@@ -62,3 +62,17 @@ def test_cli_help_imports_no_numpy_torch_or_pooch():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_package_io_reader_and_writers_do_not_import_zarr():
+    proc = _run(
+        """
+        import sys
+        import napari_cvdm, napari_cvdm.io, napari_cvdm.zarr_io
+        import napari_cvdm._reader, napari_cvdm._writer, napari_cvdm.cli
+        napari_cvdm.cli.build_parser()
+        print([m for m in ("zarr", "ome_zarr", "torch") if m in sys.modules])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -36,6 +36,7 @@ __all__ = [
     "is_disk_full",
     "pid_alive",
     "refuse_existing",
+    "replace_path",
     "respect_umask",
     "same_file",
     "sweep_stale",
@@ -113,6 +114,37 @@ def atomic_write(
             tmp.unlink()
         raise
     return path
+
+
+def replace_path(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """``os.replace(src, dst)`` that also replaces a folder (an OME-Zarr output) or a folder by
+    a file: an existing ``dst`` that ``os.replace`` cannot overwrite is first renamed aside to
+    one of our marked temp names (swept by the next run if this process dies), ``src`` is
+    renamed onto ``dst``, and the old entry is removed. ``dst`` never holds a partial folder."""
+    src, dst = Path(src), Path(dst)
+    folder = (src.is_dir() and not src.is_symlink()) or (dst.is_dir() and not dst.is_symlink())
+    if not folder or not (dst.exists() or dst.is_symlink()):
+        os.replace(src, dst)
+        return
+    aside = Path(
+        tempfile.mktemp(  # noqa: S306 - a name to rename to; os.replace fails if it is taken
+            prefix=f".{dst.name[:80]}.{TEMP_TAG}-{_HOST}-{os.getpid()}-",
+            suffix=".tmp",
+            dir=dst.parent,
+        )
+    )
+    os.replace(dst, aside)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.replace(aside, dst)
+        raise
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            aside.unlink()
 
 
 def pid_alive(pid: int) -> bool:

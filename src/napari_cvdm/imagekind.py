@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["check_offset", "is_raw_sim", "offset_sample", "prepare_input"]
+__all__ = ["check_offset", "is_raw_sim", "offset_sample", "prepare_input", "warn_if_negative"]
 
 #: pixels looked at by :func:`check_offset` (a strided sample of large images and stacks)
 OFFSET_SAMPLE_PIXELS = 1 << 20
@@ -47,8 +47,14 @@ def is_raw_sim(array: np.ndarray, meta: Any, requested: bool | None = None) -> b
 def prepare_input(
     array: Any, meta: Any, task: str, name: str, raw_sim: bool | None = None
 ) -> np.ndarray:
-    """The array a ``task`` ("sr"/"qpi") reconstruction should see; raises ``InputError``."""
-    array = np.asarray(array)
+    """The array a ``task`` ("sr"/"qpi") reconstruction should see; raises ``InputError``.
+
+    A lazy (dask) array, e.g. an OME-Zarr level read with ``read_image(..., lazy=True)``, stays
+    lazy (nothing is read) unless raw SIM frames are averaged; the caller checks its
+    intensities with :func:`warn_if_negative` once it is in memory."""
+    lazy = hasattr(array, "dask")
+    if not lazy:
+        array = np.asarray(array)
     axes = str(getattr(meta, "axes", "") or "")
     # interleaved colour (…YXS); planar "SYX" files are often plain 3-plane stacks: kept
     if axes.endswith("S") and array.ndim == len(axes) and array.shape[-1] in (3, 4):
@@ -69,16 +75,22 @@ def prepare_input(
         from .io import widefield_from_raw_sim
 
         array = widefield_from_raw_sim(array)
-    if task == "sr" and np.issubdtype(array.dtype, np.number) and array.size:
+    if task == "sr" and not hasattr(array, "dask"):
+        warn_if_negative(array, name, stacklevel=3)
+    return array
+
+
+def warn_if_negative(array: np.ndarray, name: str, stacklevel: int = 2) -> None:
+    """Warn (``UserWarning``) when an SR input has negative intensities: widefield ADU are ≥ 0."""
+    if np.issubdtype(array.dtype, np.number) and array.size:
         low = float(np.min(array))
         if low < 0:
             warnings.warn(
                 f"{name} has negative intensities (min {low:.3g}); widefield images in ADU are "
                 "≥ 0 — was it background-subtracted? Check --offset",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
-    return array
 
 
 def offset_sample(array: Any) -> np.ndarray:

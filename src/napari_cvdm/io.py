@@ -1,9 +1,10 @@
-"""Microscopy file IO: TIFF / OME-TIFF with pixel sizes, BioSR MRC, paired training folders.
+"""Microscopy file IO: TIFF / OME-TIFF with pixel sizes, BioSR MRC, OME-Zarr, paired folders.
 
-* :func:`read_image` - TIFF, OME-TIFF, ImageJ hyperstacks (tifffile) and BioSR/rDL-SIM ``.mrc``
-  (see :mod:`napari_cvdm.mrc`). Pixel sizes are read from OME-XML ``PhysicalSize*`` first, then
-  from ImageJ metadata (``unit``, ``spacing``) with the X/YResolution tags, else they are unknown
-  (``None``; plain resolution tags are often 72 dpi and are ignored).
+* :func:`read_image` - TIFF, OME-TIFF, ImageJ hyperstacks (tifffile), BioSR/rDL-SIM ``.mrc``
+  (see :mod:`napari_cvdm.mrc`) and OME-Zarr folders (:mod:`napari_cvdm.zarr_io`). TIFF pixel
+  sizes are read from OME-XML ``PhysicalSize*`` first, then from ImageJ metadata (``unit``,
+  ``spacing``) with the X/YResolution tags, else they are unknown (``None``; plain resolution
+  tags are often 72 dpi and are ignored).
 * :func:`write_tiff` - float32 (or raw uint8/uint16) TIFF in ImageJ mode (resolution in px/µm,
   unit um, spacing) or OME mode (PhysicalSize* in µm plus resolution tags in px/cm), with a
   provenance dict stored as JSON (ImageJ ``Info`` / OME ``Description``). Writes are atomic.
@@ -213,17 +214,23 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, ImageMetadata]:
 
 
 def read_image(
-    path: str | os.PathLike, pixel_size_um: float | Sequence[float] | None = None
+    path: str | os.PathLike,
+    pixel_size_um: float | Sequence[float] | None = None,
+    lazy: bool = False,
 ) -> tuple[np.ndarray, ImageMetadata]:
     """Read an image file and what it says about its geometry.
 
     Parameters
     ----------
     path
-        ``.tif``/``.tiff``/``.ome.tif`` (tifffile; first series) or ``.mrc`` (BioSR/rDL-SIM).
+        ``.tif``/``.tiff``/``.ome.tif`` (tifffile; first series), ``.mrc`` (BioSR/rDL-SIM), or an
+        OME-Zarr folder ``.zarr``/``.ome.zarr`` (level 0, see :mod:`napari_cvdm.zarr_io`).
     pixel_size_um
         Overrides the file's pixel size (a number for dy = dx, or a tuple); recorded in
         ``extra["pixel_size_source"] = "user"``.
+    lazy
+        OME-Zarr only: return the dask array (nothing read yet, and not checked for NaN/Inf)
+        instead of reading it into memory.
 
     Returns
     -------
@@ -236,10 +243,23 @@ def read_image(
         Missing, unreadable or unsupported files, empty images, NaN/Inf values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist or is not a file; check the path.")
     lower = path.name.lower()
-    if lower.endswith((".tif", ".tiff")):
+    if path.is_dir() and (
+        lower.endswith(".zarr") or (path / ".zgroup").is_file() or (path / "zarr.json").is_file()
+    ):
+        from .zarr_io import read_ome_zarr, to_numpy
+
+        array, meta = read_ome_zarr(path)
+        if not lazy:
+            array = _check_array(to_numpy(array), path)
+    elif path.is_dir():
+        raise InputError(
+            f"{path} is a folder, not an image file (an OME-Zarr image is a folder named "
+            "*.ome.zarr); check the path."
+        )
+    elif not path.is_file():
+        raise InputError(f"{path} does not exist or is not a file; check the path.")
+    elif lower.endswith((".tif", ".tiff")):
         array, meta = _read_tiff(path)
     elif lower.endswith(".mrc"):
         from .mrc import read_mrc
@@ -249,7 +269,8 @@ def read_image(
         meta = ImageMetadata(meta_dict.pop("pixel_size_um"), meta_dict.pop("axes"), meta_dict)
     else:
         raise InputError(
-            f"{path.name}: unsupported file type; use one of {', '.join(IMAGE_SUFFIXES)}."
+            f"{path.name}: unsupported file type; use one of {', '.join(IMAGE_SUFFIXES)} or an "
+            "OME-Zarr folder (.ome.zarr)."
         )
     if pixel_size_um is not None:
         meta.pixel_size_um = _pixel_tuple(pixel_size_um)

@@ -24,7 +24,16 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import UserError
-from .fsutil import _HOST, _OURS, folder_lock, pid_alive, refuse_existing, sweep_stale, temp_dir
+from .fsutil import (
+    _HOST,
+    _OURS,
+    folder_lock,
+    pid_alive,
+    refuse_existing,
+    replace_path,
+    sweep_stale,
+    temp_dir,
+)
 
 __all__ = ["OutputSet", "other_live_writers", "sweep"]
 
@@ -59,8 +68,8 @@ def _finish(staging: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return
     for name in names:
-        if isinstance(name, str) and "/" not in name and (staging / name).is_file():
-            os.replace(staging / name, staging.parent / name)
+        if isinstance(name, str) and "/" not in name and (staging / name).exists():
+            replace_path(staging / name, staging.parent / name)
 
 
 def sweep(folder: str | os.PathLike) -> int:
@@ -94,6 +103,9 @@ def other_live_writers(folder: str | os.PathLike, label: str) -> list[int]:
 
 class OutputSet:
     """Stage the files ``names`` for ``folder`` and publish them together.
+
+    A name may also be a folder (an OME-Zarr image, ``<stem>_mean.ome.zarr``): it is staged and
+    renamed into place like a file.
 
     Use as a context manager::
 
@@ -153,7 +165,7 @@ class OutputSet:
         """Publish every staged file; returns the final paths. All names must be staged."""
         if self.staging is None:
             raise RuntimeError("OutputSet.commit() outside its with-block")
-        missing = [n for n in self.names if not (self.staging / n).is_file()]
+        missing = [n for n in self.names if not (self.staging / n).exists()]
         if missing:
             raise RuntimeError(f"output set committed without {missing}")
         with _signals_held(), folder_lock(self.folder):
@@ -169,8 +181,8 @@ class OutputSet:
             # from here on the set is decided: if a rename fails, the staging folder stays and
             # the next run's sweep completes the set
             self.committed = True
-            for name in self.names:
-                os.replace(self.staging / name, self.folder / name)
+            for name in self.names:  # files, or folders (OME-Zarr images)
+                replace_path(self.staging / name, self.folder / name)
             shutil.rmtree(self.staging, ignore_errors=True)
         return self.targets
 

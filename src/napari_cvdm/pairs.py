@@ -28,11 +28,16 @@ class ImagePair:
     target_path: Path
 
 
+ZARR_SUFFIXES = (".ome.zarr", ".zarr")
+"""Folder name endings of OME-Zarr images (read by ``read_image``, not paired for training)."""
+
+
 def image_stem(path: str | os.PathLike) -> str:
-    """File name without a known image ending (``a.ome.tif`` → ``a``); ``""`` if not an image."""
+    """File name without a known image ending (``a.ome.tif`` → ``a``, ``a.ome.zarr`` → ``a``);
+    ``""`` if not an image."""
     name = Path(path).name
     lower = name.lower()
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in IMAGE_SUFFIXES + ZARR_SUFFIXES:
         if lower.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return ""
