@@ -36,8 +36,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "SR: bicubic, wiener, rl on widefield frames (ADU; 9-frame raw SIM files are "
             "averaged). QPI: tie, tie-dct, us-tie, ctf on through-focus stacks normalised to a "
-            "background of 1. Writes <name>_<method>.tif into --output-dir. Optics default to "
-            "the provenance of `napari-cvdm simulate` files and the file's pixel size."
+            "background of 1. Writes <name>_<method>.tif into --output-dir (an OME-Zarr "
+            "folder <name>_<method>.ome.zarr with --output-format zarr; inputs may be OME-Zarr "
+            "folders too). Optics default to the provenance of `napari-cvdm simulate` files and "
+            "the file's pixel size."
         ),
     )
     parser.add_argument("method", choices=SR_METHODS + QPI_METHODS)
@@ -70,6 +72,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="sr: the 9- or 15-plane input is raw SIM, average it (default: only BioSR/rDL-SIM "
         ".mrc files); --no-raw-sim refuses to average them",
     )
+    from .predict import add_output_format
+
+    add_output_format(parser)
     return parser
 
 
@@ -258,8 +263,14 @@ def run(args: argparse.Namespace) -> int:
     from ..limits import check_args
     from ..outputset import sweep
     from ..workflows.preflight import check_baseline_job
+    from .predict import output_name
 
     check_args(args, OPTION_LIMITS, {"k": "--k"})
+    fmt = getattr(args, "output_format", "tif")
+    if fmt == "zarr":
+        from ..zarr_io import require_zarr
+
+        require_zarr()
     jobs = [prepare_job(path, args) for path in args.inputs]  # check everything first
     for job in jobs:
         check_baseline_job(args.method, job["array"].shape, str(job["input"]))
@@ -271,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     outputs: dict[Path, Path] = {}
     for job in jobs:
         stem = image_stem(job["input"]) or job["input"].stem
-        out = args.output_dir / f"{stem}_{args.method}.tif"
+        out = args.output_dir / output_name(stem, args.method, fmt)
         if out in outputs:
             raise InputError(f"{job['input']} and {outputs[out]} would both be written to {out}.")
         outputs[out] = job["input"]
@@ -297,7 +308,12 @@ def run(args: argparse.Namespace) -> int:
             "input": str(job["input"]),
             "units": "e- per output pixel" if args.method in SR_METHODS else "rad",
         }
-        write_tiff(out, result, job["output_pixel_size_um"], provenance)
+        if fmt == "zarr":
+            from ..zarr_io import write_ome_zarr
+
+            write_ome_zarr(out, result, job["output_pixel_size_um"], provenance)
+        else:
+            write_tiff(out, result, job["output_pixel_size_um"], provenance)
         print(f"wrote {out}")
     sys.stdout.flush()
     return 0

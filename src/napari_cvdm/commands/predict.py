@@ -1,9 +1,11 @@
 """`napari-cvdm predict`: reconstruct image files with a CVDM model, headless.
 
-For each INPUT writes ``DIR/<stem>_mean.tif``, ``<stem>_std.tif`` and ``<stem>_schedule.tif``
-(λ map), float32 with the output pixel size and the provenance dict in the TIFF metadata. Every
-input, the model and the output folder are checked before anything is written; a failure leaves
-no partial file behind. torch is imported only inside :func:`run`.
+For each INPUT (TIFF, MRC or an OME-Zarr folder) writes ``DIR/<stem>_mean.tif``,
+``<stem>_std.tif`` and ``<stem>_schedule.tif`` (λ map), float32 with the output pixel size and the
+provenance dict in the TIFF metadata; with ``--output-format zarr`` the same three as OME-Zarr
+folders ``<stem>_mean.ome.zarr``, ... (pixel size in the multiscales metadata, provenance in the
+group attributes). Every input, the model and the output folder are checked before anything is
+written; a failure leaves no partial file behind. torch is imported only inside :func:`run`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "print_warnings",
     "add_parser",
     "check_output_dir",
+    "output_name",
     "reconstruct_file",
     "run",
     "write_outputs",
@@ -33,6 +36,25 @@ __all__ = [
 
 #: output kinds, in the order they are written: suffix -> Reconstruction attribute
 OUTPUTS = {"mean": "mean", "std": "std", "schedule": "schedule"}
+#: --output-format choices: TIFF files or OME-Zarr folders
+OUTPUT_FORMATS = ("tif", "zarr")
+
+
+def output_name(stem: str, suffix: str, fmt: str = "tif") -> str:
+    """``<stem>_<suffix>.tif``, or ``<stem>_<suffix>.ome.zarr`` for ``fmt == "zarr"``."""
+    return f"{stem}_{suffix}" + (".ome.zarr" if fmt == "zarr" else ".tif")
+
+
+def add_output_format(parser: argparse.ArgumentParser) -> None:
+    """The ``--output-format tif|zarr`` option (predict, baseline, restore)."""
+    parser.add_argument(
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        default="tif",
+        help="tif (default): float32 TIFF files; zarr: OME-Zarr folders (<name>.ome.zarr, NGFF "
+        "0.4, pixel size in µm in the multiscales metadata, provenance in the attributes; "
+        "needs `pip install 'napari-cvdm[zarr]'`)",
+    )
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -40,13 +62,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "predict",
         help="reconstruct images with a CVDM model",
         description=(
-            "Reconstruct each INPUT (TIFF/OME-TIFF/MRC) with a CVDM model and write "
-            "<stem>_mean.tif, <stem>_std.tif and <stem>_schedule.tif (float32, pixel size and "
-            "provenance in the metadata). SR: 2-D images or stacks, frame by frame. "
-            "QPI: through-focus stacks (Z, Y, X)."
+            "Reconstruct each INPUT (TIFF/OME-TIFF/MRC, or an OME-Zarr folder) with a CVDM "
+            "model and write <stem>_mean.tif, <stem>_std.tif and <stem>_schedule.tif (float32, "
+            "pixel size and provenance in the metadata; OME-Zarr folders with --output-format "
+            "zarr). SR: 2-D images or stacks, frame by frame. QPI: through-focus stacks (Z, Y, X)."
         ),
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files or OME-Zarr folders"
+    )
     parser.add_argument(
         "--model", required=True, help="model name (see `napari-cvdm models`) or .safetensors path"
     )
@@ -159,6 +183,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="SR: average 9- or 15-frame inputs as raw SIM (default: only BioSR/rDL-SIM .mrc "
         "files, with a note); --no-raw-sim reconstructs their frames one by one",
     )
+    add_output_format(parser)
     return parser
 
 
@@ -273,13 +298,19 @@ def _assumptions(
 
 
 def _read(
-    path: str, pixel_size: float | None, task: str | None = None, raw_sim: bool | None = None
+    path: str,
+    pixel_size: float | None,
+    task: str | None = None,
+    raw_sim: bool | None = None,
+    lazy: bool = False,
 ) -> tuple[Any, float | None, Any]:
+    """Read and prepare one input: ``(array, pixel size in µm or None, ImageMetadata)``.
+    ``lazy``: an OME-Zarr input stays a dask array (its shape is known, nothing read)."""
     from ..imagekind import prepare_input
     from ..io import read_image
 
     try:
-        array, meta = read_image(path)
+        array, meta = read_image(path, lazy=lazy)
     except UserError:
         raise
     except Exception as exc:  # any parser failure on a damaged file is the user's file problem
@@ -308,6 +339,15 @@ def print_warnings(stream: Any, prefix: str) -> Iterator[None]:
                     print(f"{prefix}: warning: {w.message}", file=stream)
 
 
+def output_axes(axes: str | None, ndim: int, drop: int | None = None) -> str | None:
+    """The axis letters of an output with ``ndim`` dimensions made from an input with ``axes``:
+    the input's, without axis ``drop`` (the QPI focus axis); None when they do not fit."""
+    letters = str(axes or "")
+    if drop is not None and len(letters) == ndim + 1:
+        letters = letters[: drop % len(letters)] + letters[drop % len(letters) + 1 :]
+    return letters if len(letters) == ndim else None
+
+
 def write_outputs(
     folder: Path,
     stem: str,
@@ -316,14 +356,18 @@ def write_outputs(
     extra: dict[str, Any] | None = None,
     overwrite: bool = False,
     inputs: tuple[str, ...] = (),
+    fmt: str = "tif",
+    axes: str | None = None,
 ) -> list[Path]:
-    """Write ``<stem>_{mean,std,schedule}.tif`` as one set (:class:`~napari_cvdm.outputset.
-    OutputSet`): all three appear together or none. Existing outputs are refused unless
-    ``overwrite``; outputs that are ``inputs`` always; non-finite results are refused."""
+    """Write ``<stem>_{mean,std,schedule}.tif`` (``fmt="zarr"``: ``.ome.zarr`` folders, with
+    ``axes`` the output's axis letters) as one set (:class:`~napari_cvdm.outputset.OutputSet`):
+    all three appear together or none. Existing outputs are refused unless ``overwrite``;
+    outputs that are ``inputs`` always; non-finite results are refused."""
     import numpy as np
 
     from ..io import write_tiff
     from ..outputset import OutputSet
+    from ..zarr_io import write_ome_zarr
 
     for attr in OUTPUTS.values():
         if not np.isfinite(getattr(result, attr)).all():
@@ -332,11 +376,14 @@ def write_outputs(
                 "written — the model file may be damaged (try another model) or the input "
                 "holds extreme values"
             )
-    names = [f"{stem}_{suffix}.tif" for suffix in OUTPUTS]
+    names = [output_name(stem, suffix, fmt) for suffix in OUTPUTS]
     with OutputSet(folder, names, overwrite=overwrite, inputs=inputs, label=stem) as out:
         for name, (suffix, attr) in zip(names, OUTPUTS.items()):
             meta = {**result.metadata, **(extra or {}), "output": suffix}
-            write_tiff(out.path(name), getattr(result, attr), pixel_size, meta)
+            if fmt == "zarr":
+                write_ome_zarr(out.path(name), getattr(result, attr), pixel_size, meta, axes)
+            else:
+                write_tiff(out.path(name), getattr(result, attr), pixel_size, meta)
         return out.commit()
 
 
@@ -399,6 +446,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--dask-workers needs --dask-scheduler local")
     if args.pixel_size is not None and not args.pixel_size > 0:
         raise InputError(f"--pixel-size must be a positive number of µm, got {args.pixel_size}")
+    fmt = getattr(args, "output_format", "tif")
+    if fmt == "zarr":
+        if getattr(args, "dask_scheduler", None):
+            raise InputError(
+                "--output-format zarr is not supported with --dask-scheduler yet; write TIFFs "
+                "on the cluster, or run without --dask-scheduler"
+            )
+        from ..zarr_io import require_zarr
+
+        require_zarr()
     import torch
 
     torch.set_num_threads(threads)
@@ -415,11 +472,14 @@ def run(args: argparse.Namespace) -> int:
     for path in args.inputs:
         stem = image_stem(path) or Path(path).stem
         if stem in stems:
-            raise InputError(f"{path} and {stems[stem]} would both write {stem}_*.tif; rename one")
+            raise InputError(
+                f"{path} and {stems[stem]} would both write {output_name(stem, '*', fmt)}; "
+                "rename one"
+            )
         stems[stem] = path
         with print_warnings(sys.stderr, prefix):
-            array, pixel_size, file_meta = _read(path, args.pixel_size, task, raw_sim)
-        check_job(
+            array, pixel_size, file_meta = _read(path, args.pixel_size, task, raw_sim, lazy=True)
+        check_job(  # on the shape: a lazy (OME-Zarr) input is not read before it fits in memory
             task,
             array.shape,
             loaded.metadata,
@@ -427,6 +487,14 @@ def run(args: argparse.Namespace) -> int:
             args.samples,
             name=path,
         )
+        if hasattr(array, "dask"):  # it fits: read it now
+            from ..imagekind import warn_if_negative
+            from ..zarr_io import to_numpy
+
+            array = to_numpy(array)
+            if task == "sr":
+                with print_warnings(sys.stderr, prefix):
+                    warn_if_negative(array, path)
         offset_note = check_sr_offset(task, array, loaded.metadata, args.offset, path)
         if offset_note:
             print(f"{prefix}: warning: {offset_note}", file=sys.stderr)
@@ -437,7 +505,7 @@ def run(args: argparse.Namespace) -> int:
         notes.append(_assumptions(args, task, loaded.metadata, path, file_meta, raw_sim, adapter))
         del array, adapter
     folder = Path(args.output_dir)
-    outputs = [folder / f"{stem}_{suffix}.tif" for stem in stems for suffix in OUTPUTS]
+    outputs = [folder / output_name(stem, suffix, fmt) for stem in stems for suffix in OUTPUTS]
     refuse_existing(outputs, args.inputs, getattr(args, "overwrite", False))
     folder = check_output_dir(folder)
     sweep(folder)  # what killed runs left here
@@ -467,6 +535,9 @@ def run(args: argparse.Namespace) -> int:
             else (pixel_size / (2.0 * factor) if task == "sr" else pixel_size)
         )
         extra = {"source_metadata": {"pixel_size_um": meta.pixel_size_um, "axes": meta.axes}}
+        drop = None
+        if task == "qpi":
+            drop = array.ndim - 3 if args.focus_axis is None else args.focus_axis
         written = write_outputs(
             folder,
             stem,
@@ -475,6 +546,8 @@ def run(args: argparse.Namespace) -> int:
             extra,
             overwrite=getattr(args, "overwrite", False),
             inputs=tuple(args.inputs),
+            fmt=fmt,
+            axes=output_axes(meta.axes, result.mean.ndim, drop),
         )
         print("\n".join(str(p) for p in written))
     return 0

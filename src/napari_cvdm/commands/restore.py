@@ -1,11 +1,13 @@
 """`napari-cvdm restore`: zero-shot restoration of image files with a known PSF (VML-MAP).
 
-For each INPUT (one 2-D image in ADU) writes ``DIR/<stem>_restored.tif`` (on the prior's grid)
-and ``<stem>_residual.tif`` (whitened data residual on the measurement grid), plus
-``<stem>_variability.tif`` with ``--seeds`` > 1, float32 with pixel size and provenance, as one
-output set. Every input, the PSF, the prior and the output folder are checked before anything
-is written; a bad PSF, a pixel size the prior cannot serve or existing outputs (without
-``--overwrite``) stop the command with one line (exit 2). torch is imported inside :func:`run`.
+For each INPUT (one 2-D image in ADU; a TIFF, MRC or OME-Zarr folder) writes
+``DIR/<stem>_restored.tif`` (on the prior's grid) and ``<stem>_residual.tif`` (whitened data
+residual on the measurement grid), plus ``<stem>_variability.tif`` with ``--seeds`` > 1, float32
+with pixel size and provenance, as one output set (``.ome.zarr`` folders with
+``--output-format zarr``). Every input, the PSF, the prior and the output folder are checked
+before anything is written; a bad PSF, a pixel size the prior cannot serve or existing outputs
+(without ``--overwrite``) stop the command with one line (exit 2). torch is imported inside
+:func:`run`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", default="auto", metavar="N")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    from .predict import add_output_format
+
+    add_output_format(parser)
     return parser
 
 
@@ -92,13 +97,15 @@ def _read(path: str | Path, what: str) -> tuple[Any, Any]:
 
 def _jobs(args: argparse.Namespace) -> dict[str, tuple[str, float | None]]:
     from ..io import image_stem
+    from .predict import output_name
 
     stems: dict[str, tuple[str, float | None]] = {}
     for path in args.inputs:
         stem = image_stem(path) or Path(path).stem
         if stem in stems:
             raise InputError(
-                f"{path} and {stems[stem][0]} would both write {stem}_*.tif; rename one"
+                f"{path} and {stems[stem][0]} would both write "
+                f"{output_name(stem, '*', getattr(args, 'output_format', 'tif'))}; rename one"
             )
         stems[stem] = (path, None)
     return stems
@@ -135,10 +142,15 @@ def run(args: argparse.Namespace) -> int:
     from ..workflows.events import Finished, Progress
     from ..workflows.restore import Noise, Optics, RestoreParams
     from ._progress import ProgressBar
-    from .predict import check_output_dir
+    from .predict import check_output_dir, output_name
 
     prefix = "napari-cvdm restore"
     _positive(args)
+    fmt = getattr(args, "output_format", "tif")
+    if fmt == "zarr":
+        from ..zarr_io import require_zarr
+
+        require_zarr()
     params = RestoreParams(
         budget=args.budget,
         method=args.method,
@@ -181,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         events, _meta = _start(args, path, loaded, params, optics, noise)
         events.close()
     folder = Path(args.output_dir)
-    outputs = [folder / f"{stem}_{s}.tif" for stem in stems for s in suffixes]
+    outputs = [folder / output_name(stem, s, fmt) for stem in stems for s in suffixes]
     refuse_existing(outputs, args.inputs, args.overwrite)
     folder = check_output_dir(folder)
     sweep(folder)
@@ -189,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     # 2. restore and write, one input at a time
     from .. import __version__
     from ..io import write_tiff
+    from ..zarr_io import write_ome_zarr
 
     for stem, (path, _) in stems.items():
         events, meta = _start(args, path, loaded, params, optics, noise)
@@ -223,15 +236,14 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(
                     f"the {suffix} image of {stem} contains NaN or Inf values; nothing was written"
                 )
-        names = [f"{stem}_{s}.tif" for s in suffixes]
+        names = [output_name(stem, s, fmt) for s in suffixes]
         with OutputSet(
             folder, names, overwrite=args.overwrite, inputs=args.inputs, label=stem
         ) as out:
             for name, suffix in zip(names, suffixes):
                 array, pixel = arrays[suffix]
-                write_tiff(
-                    out.path(name), array, pixel, {**result.metadata, **extra, "output": suffix}
-                )
+                write = write_ome_zarr if fmt == "zarr" else write_tiff
+                write(out.path(name), array, pixel, {**result.metadata, **extra, "output": suffix})
             written = out.commit()
         print("\n".join(str(p) for p in written))
     return 0
