@@ -49,11 +49,16 @@ def test_identity_and_contributions():
     samples = {s.key: s for s in m.contributions.sample_data}
     assert {"sr_synthetic", "qpi_synthetic", "biosr_microtubules"} <= set(samples)
     assert "MB" in samples["biosr_microtubules"].display_name  # size shown before downloading
-    (writer,) = m.contributions.writers
-    assert writer.command == "napari-cvdm.write_tiff"
-    assert [str(t) for t in writer.layer_types] == ["image"]
-    assert sorted(writer.filename_extensions) == [".tif", ".tiff"]
-    assert not m.contributions.readers  # no generic *.tif reader
+    writers = {w.command: w for w in m.contributions.writers}
+    assert sorted(writers) == ["napari-cvdm.write_ome_zarr", "napari-cvdm.write_tiff"]
+    for writer in writers.values():
+        assert [str(t) for t in writer.layer_types] == ["image"]
+    assert sorted(writers["napari-cvdm.write_tiff"].filename_extensions) == [".tif", ".tiff"]
+    assert writers["napari-cvdm.write_ome_zarr"].filename_extensions == [".zarr"]
+    # one reader, for OME-Zarr folders only: no generic *.tif reader
+    (reader,) = m.contributions.readers
+    assert reader.command == "napari-cvdm.read_ome_zarr"
+    assert reader.filename_patterns == ["*.zarr"] and reader.accepts_directories
 
 
 def test_npe2_validate_with_imports():
