@@ -49,9 +49,9 @@ __all__ = [
 ]
 
 NGFF_VERSION = "0.4"
-"""The OME-NGFF version written: 0.4 (zarr v2) is read by every current OME-Zarr tool (napari-
-ome-zarr, Fiji/BigDataViewer, QuPath and Bio-Formats, neuroglancer); 0.5 (zarr v3) is not yet.
-Both are read."""
+"""The OME-NGFF version written: 0.4 (zarr v2) is opened by most OME-Zarr readers (napari-ome-
+zarr, Fiji's N5/BigDataViewer plugins, Bio-Formats-based readers); 0.5 needs zarr v3, which
+fewer of them read yet. Both are read here."""
 
 INSTALL_HINT = "pip install 'napari-cvdm[zarr]'"
 
