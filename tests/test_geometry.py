@@ -107,3 +107,33 @@ def test_invalid_inputs_raise(kwargs):
     scale = kwargs.pop("scale")
     with pytest.raises(ValueError):
         output_geometry(scale, **kwargs)
+
+
+def test_one_plane_axes_only_after_a_kept_leading_axis():
+    from napari_cvdm.geometry import one_plane_axes
+
+    assert one_plane_axes(3, (0,)) == ()  # (Z, Y, X) → (Y, X): aligns on the last axes anyway
+    assert one_plane_axes(4, (0,)) == ()  # (Z, T, Y, X) → (T, Y, X): T stays on world T
+    assert one_plane_axes(4, (1,)) == (1,)  # (T, Z, Y, X): T would land on the Z slider
+    assert one_plane_axes(4, (-3,)) == (1,)
+    assert one_plane_axes(5, (2,)) == (2,)
+
+
+def test_collapsed_axis_spans_the_whole_input_extent():
+    # (T, Z, Y, X) with 3 planes 1 µm apart from z = 2 µm: one plane centred on z = 3 µm, 3 µm thick
+    g = output_geometry(
+        (5.0, 1.0, 0.21, 0.21),
+        (10.0, 2.0, 0.0, 0.0),
+        collapse={1: 3},
+        units=("s", "µm", "µm", "µm"),
+        axis_labels=("t", "z", "y", "x"),
+    )
+    assert_allclose(g.scale, (5.0, 3.0, 0.21, 0.21))
+    assert_allclose(g.translate, (10.0, 3.0, 0.0, 0.0))
+    assert g.axis_labels == ("t", "z", "y", "x") and g.units == ("s", "µm", "µm", "µm")
+    low, high = g.translate[1] - g.scale[1] / 2, g.translate[1] + g.scale[1] / 2
+    assert (low, high) == (1.5, 4.5)  # the planes' centres 2, 3, 4 ± half a plane
+    with pytest.raises(ValueError, match="cannot collapse"):
+        output_geometry((1.0, 1.0, 1.0), collapse={2: 3})  # Y
+    with pytest.raises(ValueError, match="cannot collapse"):
+        output_geometry((1.0, 1.0, 1.0, 1.0), drop_axes=(1,), collapse={1: 3})

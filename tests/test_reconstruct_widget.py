@@ -476,11 +476,25 @@ def test_qpi_time_stack_gives_stacked_phase(viewer_widget, models, qtbot):
         run_and_wait(qtbot, widget)
     (note,) = seen  # the layer has no wavelength: the model's is used, and said
     assert note[0] == "info" and "λ 0.521 µm (model's)" in note[1]
+    # T stays on napari's T axis: the focus axis is kept as one plane spanning the stack's 3
+    # planes (a (2, 32, 32) layer would be aligned on the viewer's last axes, T on the z slider)
     mean = viewer.layers["tz_cvdm"]
-    assert mean.data.shape == (2, 32, 32)
-    assert_allclose(mean.scale, (5.0, 0.21, 0.21))
-    assert mean.axis_labels == ("t", "y", "x")
-    assert viewer.layers["tz_cvdm_gamma"].data.shape == (5, 1, 2, 32, 32)  # t* on its own axis
+    assert mean.data.shape == (2, 1, 32, 32)
+    assert_allclose(mean.scale, (5.0, 3.0, 0.21, 0.21))
+    assert_allclose(mean.translate, (0.0, 1.0, 0.0, 0.0))
+    assert mean.axis_labels == ("t", "z", "y", "x")
+    assert np.abs(mean.data[1]).sum() > 0  # the second time point is reconstructed
+    assert viewer.layers["tz_cvdm_gamma"].data.shape == (5, 2, 1, 32, 32)  # t* on its own axis
+    assert viewer.dims.axis_labels[-4:] == ("t", "z", "y", "x")
+
+    viewer.dims.set_point(viewer.dims.ndim - 4, 5.0)  # the current frame: time point 1
+    widget.frames.value = "current frame"
+    widget.keep_previous.value = True
+    run_and_wait(qtbot, widget)
+    single = viewer.layers["tz_cvdm_2"]
+    assert single.data.shape == (1, 1, 32, 32)
+    assert_allclose(single.translate, (5.0, 1.0, 0.0, 0.0))
+    assert single.metadata["cvdm"]["frame_index"] == {"0": 1}
 
 
 def test_device_and_threads_persist_between_widgets(make_napari_viewer, cache):

@@ -9,15 +9,21 @@ first centre moves by ``-s (k - 1) / (2 k)``: for 2x and ``s = 0.1 µm`` the out
 QPI keeps the input's Y/X geometry and drops the focus axis (the phase is one plane). Leading axes
 (time, channel, ...) keep their own scale and translate. ``units`` and ``axis_labels`` travel with
 their axes.
+
+napari aligns a layer's axes with the viewer's *last* axes, so dropping an axis that comes after
+a kept leading axis would shift that axis onto the dropped one's slider: the (T, Y, X) phase of a
+(T, Z, Y, X) stack would put T on the Z slider. Such an axis is kept as one plane spanning the
+input's whole extent on it (:func:`one_plane_axes`; ``collapse`` of :func:`output_geometry`), so
+the result keeps T on the T slider and shows at every Z.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LayerGeometry", "output_geometry", "prepend_axis"]
+__all__ = ["LayerGeometry", "one_plane_axes", "output_geometry", "prepend_axis"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ def output_geometry(
     drop_axes: Iterable[int] = (),
     units: Sequence[str] | None = None,
     axis_labels: Sequence[str] | None = None,
+    collapse: Mapping[int, int] | None = None,
 ) -> LayerGeometry:
     """Geometry of the output layer computed from an input layer's geometry.
 
@@ -82,6 +89,10 @@ def output_geometry(
         Y and X cannot be dropped.
     units, axis_labels
         The input's per-axis units and labels; the entries of dropped axes are removed.
+    collapse
+        ``{axis: length}``: input axes (of that many planes) that the output keeps as one plane
+        spanning their whole extent (scale ``length * s``, centred: translate
+        ``t + (length - 1) s / 2``); see :func:`one_plane_axes`.
 
     Returns
     -------
@@ -113,13 +124,22 @@ def output_geometry(
         if a >= ndim - 2:
             raise ValueError(f"axis {axis} is Y or X and cannot be dropped")
         dropped.add(a)
+    spans: dict[int, int] = {}
+    for axis, length in (collapse or {}).items():
+        a = axis + ndim if axis < 0 else axis
+        if not 0 <= a < ndim - 2 or a in dropped or int(length) < 1:
+            raise ValueError(f"cannot collapse axis {axis} (length {length}) of a {ndim}-D layer")
+        spans[a] = int(length)
 
     out_scale, out_translate = [], []
     for a in range(ndim):
         if a in dropped:
             continue
         s, t = scale[a], translate[a]
-        if a >= ndim - 2:
+        if a in spans:
+            out_scale.append(s * spans[a])
+            out_translate.append(t + (spans[a] - 1) * s / 2)
+        elif a >= ndim - 2:
             k = float(factors[a - (ndim - 2)])
             out_scale.append(s / k)
             out_translate.append(t - s * (k - 1) / (2 * k))
@@ -133,6 +153,20 @@ def output_geometry(
         units=None if units_t is None else tuple(str(units_t[a]) for a in keep),
         axis_labels=None if labels_t is None else tuple(str(labels_t[a]) for a in keep),
     )
+
+
+def one_plane_axes(ndim: int, drop_axes: Iterable[int]) -> tuple[int, ...]:
+    """The axes of ``drop_axes`` (of an ``ndim``-D input) that must stay as one plane.
+
+    An axis can be dropped only when no kept axis precedes it (napari aligns the remaining
+    axes on the viewer's last ones); a dropped axis that follows a kept leading axis (the focus
+    axis of a (T, Z, Y, X) stack) is kept with one plane instead. Sorted, non-negative.
+    """
+    dropped = sorted({a + ndim if a < 0 else a for a in drop_axes})
+    kept_leading = [a for a in range(ndim - 2) if a not in dropped]
+    if not kept_leading:
+        return ()
+    return tuple(a for a in dropped if a > kept_leading[0])
 
 
 def prepend_axis(

@@ -2,8 +2,10 @@
 
 ``<input>_cvdm`` (mean), ``<input>_cvdm_std`` (hidden, magma), ``<input>_cvdm_schedule`` (λ map,
 hidden, viridis) and ``<input>_cvdm_gamma`` (γ(t*, x) stack, t* on a leading slider axis,
-hidden, viridis). Geometry comes from :mod:`napari_cvdm.geometry`. Re-runs update same-named
-layers in place; "keep previous results" picks names with a numeric suffix instead.
+hidden, viridis). Geometry comes from :mod:`napari_cvdm.geometry`; a dropped axis that follows a
+kept leading axis (the focus axis of a QPI (T, Z, Y, X) stack) stays as one plane spanning the
+stack's Z range, so T stays on napari's T slider (``geometry.one_plane_axes``). Re-runs update
+same-named layers in place; "keep previous results" picks names with a numeric suffix instead.
 
 Every function here runs on the main thread (called from worker callbacks). No torch.
 """
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..geometry import LayerGeometry, output_geometry, prepend_axis
+from ..geometry import LayerGeometry, one_plane_axes, output_geometry, prepend_axis
 
 if TYPE_CHECKING:
     import napari
@@ -61,16 +63,19 @@ def percentile_limits(
 
 @dataclass(frozen=True)
 class InputGeometry:
-    """The input layer's geometry, snapshotted at Run (per axis of the layer)."""
+    """The input layer's geometry, snapshotted at Run (per axis of the layer); ``shape`` is
+    the layer data's (None: unknown, dropped axes are then never kept as one plane)."""
 
     scale: tuple[float, ...]
     translate: tuple[float, ...]
     units: tuple[str, ...] | None
     axis_labels: tuple[str, ...] | None
+    shape: tuple[int, ...] | None = None
 
 
 def layer_geometry(layer: Any) -> InputGeometry:
-    """Snapshot ``scale``, ``translate``, ``units`` and ``axis_labels`` of a napari layer."""
+    """Snapshot ``scale``, ``translate``, ``units``, ``axis_labels`` and the data shape of a
+    napari layer."""
     units = getattr(layer, "units", None)
     labels = getattr(layer, "axis_labels", None)
     return InputGeometry(
@@ -78,13 +83,19 @@ def layer_geometry(layer: Any) -> InputGeometry:
         translate=tuple(float(t) for t in layer.translate),
         units=None if units is None else tuple(str(u) for u in units),
         axis_labels=None if labels is None else tuple(str(a) for a in labels),
+        shape=tuple(int(n) for n in layer.data.shape),
     )
 
 
 def _geometry_for(
-    source: InputGeometry, drop_axes: tuple[int, ...], input_yx: tuple[int, int], shape: tuple
+    source: InputGeometry,
+    drop_axes: tuple[int, ...],
+    input_yx: tuple[int, int],
+    shape: tuple,
+    collapse: Mapping[int, int] | None = None,
 ) -> LayerGeometry:
-    """Geometry of an output array of ``shape`` whose last two axes cover the input's field."""
+    """Geometry of an output array of ``shape`` whose last two axes cover the input's field
+    (``collapse``: input axes kept as one plane, see ``geometry.output_geometry``)."""
     factor = (shape[-2] / input_yx[0], shape[-1] / input_yx[1])
     geometry = output_geometry(
         source.scale,
@@ -93,6 +104,7 @@ def _geometry_for(
         drop_axes=drop_axes,
         units=source.units,
         axis_labels=source.axis_labels,
+        collapse=collapse,
     )
     ndim = len(shape)
     if geometry.ndim > ndim:  # fewer leading axes than expected: keep the trailing ones
@@ -130,6 +142,28 @@ class OutputLayers:
         """Whether any layer of this run is in the viewer (after the first sample group)."""
         return bool(self.layers)
 
+    def _layout(self, data: np.ndarray, lead: int = 0) -> tuple[np.ndarray, LayerGeometry]:
+        """``data`` as the layer holds it, and the geometry of its axes after ``lead``.
+
+        A dropped axis that follows a kept leading axis (``geometry.one_plane_axes``) gets a
+        length-1 axis back, spanning the input's extent on it; ``lead`` leading axes of
+        ``data`` (γ's t*) are not part of the input's geometry.
+        """
+        ndim = len(self.source.scale)
+        shape = self.source.shape
+        keep = one_plane_axes(ndim, self.drop_axes) if shape is not None else ()
+        if not keep or data.ndim - lead != ndim - len(self.drop_axes):
+            geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape[lead:])
+            return data, geometry
+        dropped = sorted({a % ndim for a in self.drop_axes})
+        drop = tuple(a for a in dropped if a not in keep)
+        for axis in keep:  # ascending: each insertion sits after the earlier ones
+            data = np.expand_dims(data, lead + axis - sum(d < axis for d in drop))
+        collapse = {a: int(shape[a]) for a in keep}
+        return data, _geometry_for(
+            self.source, drop, self.input_yx, data.shape[lead:], collapse=collapse
+        )
+
     def _t_star_layout(self, data: np.ndarray, replacing: Any) -> tuple[np.ndarray, LayerGeometry]:
         """γ(t*, x) with t* on a world axis of its own, and its geometry.
 
@@ -145,7 +179,7 @@ class OutputLayers:
             if layer is not replacing and "t_star" not in (layer.metadata or {}).get("cvdm", {})
         ]
         world_ndim = max((layer.ndim for layer in others), default=0)
-        geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape[1:])
+        data, geometry = self._layout(data, lead=1)
         pad = max(0, world_ndim + 1 - data.ndim)
         if pad:
             extent = self.viewer.layers.get_extent(others)
@@ -187,7 +221,7 @@ class OutputLayers:
         if layer is None and name in self.viewer.layers:
             layer = self.viewer.layers[name]  # re-run: update the previous result in place
         if not t_star_axis:
-            geometry = _geometry_for(self.source, self.drop_axes, self.input_yx, data.shape)
+            data, geometry = self._layout(data)
         else:  # γ(t*, x): the index of t* on a leading slider axis (values in metadata)
             data, geometry = self._t_star_layout(data, layer)
         if layer is not None and layer.ndim != data.ndim:
@@ -222,13 +256,15 @@ class OutputLayers:
     ) -> None:
         """Progressive refinement: the first call creates mean/std, later ones update the data
         in place (contrast limits are set only when a run first shows its layers)."""
+        pairs = (("mean", mean), ("std", std))
+        laid_out = {role: self._layout(np.asarray(data))[0] for role, data in pairs}
         if all(
             role in self.layers
             and self.layers[role].name in self.viewer.layers
-            and self.layers[role].data.shape == np.shape(mean)
+            and self.layers[role].data.shape == laid_out[role].shape
             for role in ("mean", "std")
         ):
-            for role, data in (("mean", mean), ("std", std)):
+            for role, data in laid_out.items():
                 layer = self.layers[role]
                 layer.data[...] = np.asarray(data, dtype=np.float32)
                 layer.metadata = self._metadata(provenance)
