@@ -19,7 +19,14 @@ from . import schedule as sch
 from .schedule import LambdaNet, MonotoneRho
 from .unet import UNET_PRESETS, UNet, count_parameters
 
-__all__ = ["CVDM", "CVDMConfig", "count_parameters", "insert_condition_channel", "noise_level_map"]
+__all__ = [
+    "CVDM",
+    "CVDMConfig",
+    "count_parameters",
+    "denoiser_input",
+    "insert_condition_channel",
+    "noise_level_map",
+]
 
 #: Rate-map (λ) network architecture by preset; it runs once per image, so it stays small.
 LAMBDA_PRESETS: dict[str, dict] = {
@@ -32,12 +39,20 @@ LAMBDA_PRESETS: dict[str, dict] = {
 LOG_SNR_SCALE = 10.0
 
 
-def noise_level_map(log_snr: torch.Tensor) -> torch.Tensor:
+def noise_level_map(log_snr: torch.Tensor, scale: float = LOG_SNR_SCALE) -> torch.Tensor:
     """Per-pixel log-SNR -> denoiser input channel in (−1, 1): ``tanh(log_snr / 10)``.
 
     Nearly linear for |log-SNR| ≲ 5 and bounded for the extreme values near t = 0 or large λ.
+    (``scale`` is an argument so that TorchScript can compile this function.)
     """
-    return torch.tanh(log_snr / LOG_SNR_SCALE)
+    return torch.tanh(log_snr / scale)
+
+
+def denoiser_input(y_t: torch.Tensor, x: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+    """The denoiser's input ``[y_t, x, tanh(log_snr / 10)]`` stacked on channels:
+    (B, 2·C_y + C_x, H, W) from ``y_t`` (B, C_y, H, W), ``x`` (B, C_x, H, W), ``log_snr``
+    (B, C_y, H, W). One home for :meth:`CVDM.denoise` and the TorchScript export."""
+    return torch.cat([y_t, x, noise_level_map(log_snr)], dim=1)
 
 
 def _as_tuple(value: Any) -> Any:
@@ -194,13 +209,12 @@ class CVDM(nn.Module):
         """ε̂ from ``y_t`` (B, C_y, H, W), condition ``x`` (B, C_x, H, W), per-pixel ``log_snr``
         (B, C_y, H, W). ``global_log_snr`` (B,) feeds the optional global embedding (default: the
         mean of ``log_snr`` per item; tiled inference passes the whole-image value)."""
-        level = noise_level_map(log_snr)
         global_cond = None
         if self.config.embed_dim:
             if global_log_snr is None:
                 global_log_snr = log_snr.mean(dim=(1, 2, 3))
             global_cond = noise_level_map(global_log_snr)
-        return self.denoiser(torch.cat([y_t, x, level], dim=1), global_cond)
+        return self.denoiser(denoiser_input(y_t, x, log_snr), global_cond)
 
     # ------------------------------------------------------------------ training
     def stratified_times(

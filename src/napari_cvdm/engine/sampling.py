@@ -83,7 +83,7 @@ def _posterior(
     log_gamma_t: torch.Tensor,
     log_gamma_s: torch.Tensor,
     y0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, ...]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """ŷ_0, posterior mean and variance of q(y_s | y_t, ŷ_0), a_s, σ_s² and the ε̂ consistent with
     ŷ_0 (all broadcast). ``y0_bounds`` (low, high) clamps ŷ_0 to the range the training targets
     span (the standard "clip the denoised estimate" of DDPM sampling): at high noise ŷ_0 divides by
@@ -262,13 +262,18 @@ def _row_bands(height: int, width: int, items: int) -> list[slice]:
     return [slice(start, min(start + rows, height)) for start in range(0, height, rows)]
 
 
-def sample_generator(seed: int, index: int) -> torch.Generator:
-    """CPU generator of sample ``index`` for ``seed`` (sample i's noise is independent of
-    grouping)."""
+def sample_seed(seed: int, index: int) -> int:
+    """The torch seed (0 ≤ s < 2⁶⁴) of sample ``index`` for the run seed ``seed``."""
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(
         1, np.uint64
     )
-    return torch.Generator().manual_seed(int(state[0]))
+    return int(state[0])
+
+
+def sample_generator(seed: int, index: int) -> torch.Generator:
+    """CPU generator of sample ``index`` for ``seed`` (sample i's noise is independent of
+    grouping)."""
+    return torch.Generator().manual_seed(sample_seed(seed, index))
 
 
 def _draw(generators: list[torch.Generator], shape: tuple[int, ...], device) -> torch.Tensor:

@@ -140,10 +140,11 @@ def one_minus_gamma(lam: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
     return -torch.expm1(-lam * rho)
 
 
-def log_snr(lam: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-    """``log(γ / (1 − γ)) = −λρ − log(−expm1(−λρ))``; λρ is floored at 1e-20 inside the log only."""
+def log_snr(lam: torch.Tensor, rho: torch.Tensor, floor: float = _MIN_LAMBDA_RHO) -> torch.Tensor:
+    """``log(γ / (1 − γ)) = −λρ − log(−expm1(−λρ))``; λρ is floored at ``floor`` (1e-20) inside
+    the log only. (The floor is an argument so that TorchScript can compile this function.)"""
     lam_rho = lam * rho
-    return -lam_rho - torch.log(-torch.expm1(-lam_rho.clamp_min(_MIN_LAMBDA_RHO)))
+    return -lam_rho - torch.log(-torch.expm1(-lam_rho.clamp_min(floor)))
 
 
 def beta(lam: torch.Tensor, drho: torch.Tensor) -> torch.Tensor:

@@ -116,6 +116,8 @@ class UNet(nn.Module):
             )
         self.widths, self.blocks, self.depth = widths, blocks, len(widths) - 1
         self.embed_dim = int(embed_dim)
+        # None without an embedding (not a missing attribute), so the network is scriptable
+        self.embed: nn.Sequential | None = None
         if self.embed_dim:
             self.embed = nn.Sequential(
                 nn.Linear(self.embed_dim, self.embed_dim),
@@ -148,16 +150,17 @@ class UNet(nn.Module):
     @property
     def stride(self) -> int:
         """Inputs are padded to a multiple of this (``2**depth``)."""
-        return 2**self.depth
+        return 1 << self.depth
 
     def forward(self, x: torch.Tensor, global_cond: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (B, C_in, H, W), ``global_cond`` (B,) or None -> (B, C_out, H, W)."""
         height, width = x.shape[-2:]
         x = pad_to_multiple(x, self.stride)
-        embedding = None
-        if self.embed_dim and global_cond is not None:
+        embedding: torch.Tensor | None = None
+        embed = self.embed
+        if embed is not None and global_cond is not None:
             features = sinusoidal_features(global_cond, self.embed_dim)
-            embedding = self.embed(features.to(self.embed[0].weight.dtype))  # float64 models too
+            embedding = embed(features.to(embed[0].weight.dtype))  # float64 models too
         h = self.stem(x)
         skips = []
         for index, level in enumerate(self.down):
@@ -168,7 +171,8 @@ class UNet(nn.Module):
                 h = F.avg_pool2d(h, 2)
         for block in self.middle:
             h = block(h, embedding)
-        for index, level in zip(reversed(range(len(self.up))), self.up):
+        for offset, level in enumerate(self.up):  # levels depth, depth − 1, …, 0
+            index = self.depth - offset
             if index < self.depth:
                 h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = torch.cat([h, skips[index]], dim=1)
@@ -191,7 +195,8 @@ class UNet(nn.Module):
             if level < self.depth:
                 radius += 2**level  # pooling
         radius += 2 * len(self.middle) * 2**self.depth
-        for index, level in zip(reversed(range(len(self.up))), self.up):
+        for offset, level in enumerate(self.up):  # levels depth, depth − 1, …, 0
+            index = self.depth - offset
             if index < self.depth:
                 radius += 2**index  # up-sampling
             radius += 2 * len(level) * 2**index
