@@ -9,6 +9,7 @@ SUBCOMMANDS = (
     "predict",
     "restore",
     "models",
+    "export_bioimageio",
     "simulate",
     "baseline",
     "evaluate",
