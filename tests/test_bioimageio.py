@@ -417,3 +417,18 @@ print([m for m in ("numpy", "torch", "bioimageio.spec") if m in sys.modules])
     assert proc.returncode == 0, proc.stderr
     assert "--output FILE.zip" in proc.stdout and "--import FILE.zip" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_sr_model_with_the_rl_prior_is_refused_in_one_line(tmp_path, capsys):
+    pytest.importorskip("bioimageio.spec")
+    from napari_cvdm.engine.cvdm import CVDM, CVDMConfig
+    from napari_cvdm.normalization import sr_rule
+
+    base = make_untrained_model("sr", "tiny")
+    model = CVDM(CVDMConfig(condition_channels=2, target_channels=1, preset="tiny", residual=True))
+    meta = {k: base.metadata[k] for k in ("task", "physics", "training", "description")}
+    meta.update(name="tiny-rl", normalization=sr_rule(prior=True))
+    path = save_model(tmp_path / "tiny-rl.safetensors", model, meta)
+    code = main(["export-bioimageio", str(path), "--output", str(tmp_path / "rl.zip")])
+    _one_line_error(capsys, code, "Richardson-Lucy prior", "cannot be exported")
+    assert not (tmp_path / "rl.zip").exists()
