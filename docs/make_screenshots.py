@@ -6,10 +6,11 @@ Run under a real X server (never ``QT_QPA_PLATFORM=offscreen``, vispy crashes th
 
 It opens napari with the Reconstruct widget, loads the synthetic samples, runs an SR and a QPI
 reconstruction on the CPU and writes ``docs/images/*.png``: grid views with a scale bar (µm) and
-a colour bar per panel, and the Reconstruct and Train widgets docked together in a 1920 × 1080
-window. The bundled default models are used when they are installed (``napari_cvdm/models/``);
-otherwise tiny UNTRAINED random-weight models are built on the fly, the pictures then show the
-layout only, and the script says so.
+a colour bar per panel, the Reconstruct and Train widgets docked together in a 1920 × 1080
+window, and the Reconstruct widget after a batch of three layers (``--only batch`` renders
+that picture alone). The bundled default models are used when they are installed
+(``napari_cvdm/models/``); otherwise tiny UNTRAINED random-weight models are built on the fly,
+the pictures then show the layout only, and the script says so.
 """
 
 from __future__ import annotations
@@ -82,8 +83,46 @@ def _run(widget, model: Path, steps: int, samples: int) -> None:
     widget.steps.value, widget.samples.value, widget.seed.value = steps, samples, 0
     widget.run()
     _wait_idle(widget)
-    if widget.last_run.failed is not None:
+    if widget.batch.active:
+        if widget.batch.last_run.summary.failed:
+            raise RuntimeError(f"batch failed: {widget.batch.last_run.summary.text()}")
+    elif widget.last_run.failed is not None:
         raise RuntimeError(f"reconstruction failed: {widget.last_run.failed}")
+
+
+def _batch_shot(viewer, widget, model: Path, out: Path, steps: int, samples: int) -> None:
+    """The Reconstruct widget in batch mode after reconstructing three widefield layers (the
+    synthetic sample and two simulated structures), their means side by side."""
+    import numpy as np
+
+    from napari_cvdm.physics.fluorescence import simulate_sr_pair
+
+    viewer.layers.clear()
+    widget.mode.value = "sr"
+    viewer.open_sample("napari-cvdm", "sr_synthetic")
+    rng = np.random.default_rng(7)
+    inputs = ["sr_widefield"]
+    for structure in ("er", "ccps"):
+        sample = simulate_sr_pair(rng, structure=structure)
+        px = sample.metadata["widefield_pixel_size_um"]
+        name = f"widefield_{structure}"
+        viewer.add_image(sample.widefield, name=name, scale=(px, px), units=("µm", "µm"))
+        inputs.append(name)
+    widget.batch.source.value = "layers"
+    widget.batch.layers.value = [c for c in widget.batch.layers.choices if c.name in inputs]
+    _run(widget, model, steps, samples)
+    print(widget.batch.last_run.summary.text())
+    means = [f"{name}_cvdm" for name in inputs]
+    _show_only(viewer, means)
+    for name in reversed(means):  # grid order follows the layer list, last layer first
+        viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
+    viewer.canvas.grid.enabled = True
+    viewer.canvas.grid.shape = (1, 3)
+    viewer.layers.selection.active = viewer.layers[means[0]]
+    viewer.reset_view()
+    _shot(viewer, out / "reconstruct_batch.png")
+    viewer.canvas.grid.enabled = False
+    widget.batch.source.value = "single"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "images")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--only", choices=["batch"], default=None, help="render only this picture")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -104,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         viewer.window.resize(1500, 900)
         viewer.canvas.overlays.scale_bar.visible = True
         dock, widget = viewer.window.add_plugin_dock_widget("napari-cvdm", "Reconstruct")
+
+        if args.only == "batch":  # --- the batch mode (docs/usage.md), alone
+            _batch_shot(viewer, widget, sr_model, args.out, args.steps, args.samples)
+            viewer.close()
+            return 0
 
         # --- SR: the widget beside the reconstruction
         viewer.open_sample("napari-cvdm", "sr_synthetic")
@@ -140,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         _shot(viewer, args.out / "widgets_1080p.png")
         viewer.window.remove_dock_widget(train_dock)
         viewer.window.resize(1500, 900)
+
+        # --- the batch mode: three layers one after the other, the summary in the form
+        _batch_shot(viewer, widget, sr_model, args.out, args.steps, args.samples)
 
         # --- QPI: through-focus stack, ground truth, phase and its uncertainty
         viewer.layers.clear()

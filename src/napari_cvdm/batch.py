@@ -2,7 +2,9 @@
 
 * :func:`predict_file` — one input file, start to end: read it, reconstruct it, write its
   output set (``<stem>_{mean,std,schedule}.tif``, :class:`~napari_cvdm.outputset.OutputSet`:
-  all or nothing). The same function runs on a Dask worker, so a file gives the same pixels
+  all or nothing); :func:`file_events` is the same as a generator of the reconstruction's
+  events (the Reconstruct widget's batch mode runs it in its thread worker; closing it writes
+  nothing). The same function runs on a Dask worker, so a file gives the same pixels
   on a cluster as in one process with the same seed and torch thread count (the thread count
   changes the convolutions' rounding).
 * :func:`reconstruct_many` — the notebook API: ``reconstruct_many(paths, model, out,
@@ -34,7 +36,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ __all__ = [
     "FileJob",
     "PredictOptions",
     "connect",
+    "file_events",
     "predict_file",
     "reconstruct_many",
     "run_jobs",
@@ -117,39 +120,44 @@ class FileJob:
         return [Path(self.output_dir) / f"{self.stem}_{suffix}.tif" for suffix in OUTPUTS]
 
 
-def predict_file(
+def file_events(
     job: FileJob,
     loaded: Any,
-    consume: Callable[[Iterable[Any]], Any] | None = None,
     extra: dict[str, Any] | None = None,
-) -> list[Path]:
-    """Reconstruct ``job.path`` with ``loaded`` and write its output set; returns the paths.
+    task_options: dict[str, Any] | None = None,
+) -> Generator[Any, None, list[Path]]:
+    """One input file as a generator: read and check it, yield the ``reconstruct`` events
+    (``Progress``, ``PartialResult``, ``Finished``), then write its output set; returns the
+    written paths. Closing it before the end stops within one sampler step and writes nothing.
 
-    ``consume(events)`` drains the ``reconstruct`` generator and returns the
-    ``Reconstruction`` (the CLI's progress bar; default: no display). ``extra`` goes into every
-    output's provenance.
+    ``extra`` goes into every output's provenance; ``task_options`` replace adapter options
+    derived from ``job.options`` (e.g. the Reconstruct widget's QPI ``dz_um``, the defocus of
+    the chosen planes, where ``job.options.dz`` is the stack's step).
     """
     from .commands.predict import _read, _task_options, write_outputs
     from .workflows.events import Finished
     from .workflows.predict import reconstruct
+    from .workflows.preflight import check_job
 
     task = loaded.metadata["task"]
     opts = job.options
+    name = os.path.basename(job.path)
     with warnings.catch_warnings():  # printed when the inputs were checked
         warnings.simplefilter("ignore", UserWarning)
         array, pixel_size, meta = _read(job.path, opts.pixel_size, task, opts.raw_sim)
-    options = _task_options(opts.namespace(), task, pixel_size, array.shape)
-    events = reconstruct(
-        array, loaded, job.params, input_name=os.path.basename(job.path), **options
-    )
+    options = {**_task_options(opts.namespace(), task, pixel_size, array.shape)}
+    options.update(task_options or {})
+    check_job(task, array.shape, loaded.metadata, options, job.params.n_samples, name=name)
+    events = reconstruct(array, loaded, job.params, input_name=name, **options)
     del array
-    if consume is None:
-        result = None
+    result = None
+    try:
         for event in events:
             if isinstance(event, Finished):
                 result = event.result
-    else:
-        result = consume(events)
+            yield event
+    finally:
+        events.close()
     if result is None:  # pragma: no cover - the workflow always finishes with a result
         raise RuntimeError("the reconstruction ended without a result")
     factor = result.metadata.get("resample_factor", 1.0) if task == "sr" else 1.0
@@ -171,6 +179,32 @@ def predict_file(
         overwrite=job.overwrite,
         inputs=job.inputs,
     )
+
+
+def predict_file(
+    job: FileJob,
+    loaded: Any,
+    consume: Callable[[Iterable[Any]], Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Reconstruct ``job.path`` with ``loaded`` and write its output set; returns the paths.
+
+    ``consume(events)`` drains the events of :func:`file_events` (the CLI's progress bar;
+    default: no display); the outputs are written when it reaches their end. ``extra`` goes
+    into every output's provenance.
+    """
+    written: list[Path] = []
+
+    def events() -> Iterator[Any]:
+        written.extend((yield from file_events(job, loaded, extra)))
+
+    stream = events()
+    if consume is None:
+        for _ in stream:
+            pass
+    else:
+        consume(stream)
+    return written
 
 
 # ------------------------------------------------------------------------------ worker side

@@ -14,6 +14,7 @@ __all__ = [
     "dz_from_layer",
     "implied_task",
     "metadata_number",
+    "metadata_offset",
     "pixel_size_um",
 ]
 
@@ -23,6 +24,15 @@ def metadata_number(metadata: Any, key: str) -> float | None:
     value = (metadata or {}).get(key)
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
+    return None
+
+
+def metadata_offset(metadata: Any) -> float | None:
+    """The camera offset ``metadata["offset_adu"]`` when it is a number >= 0 (0 is a real
+    offset), else None."""
+    raw = (metadata or {}).get("offset_adu")
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= 0:
+        return float(raw)
     return None
 
 

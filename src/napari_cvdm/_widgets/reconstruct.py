@@ -13,6 +13,7 @@ building the widget imports torch to list the devices.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,9 +32,17 @@ from ..assumptions import Assumptions
 from ..engine.threads import auto_threads
 from ..errors import UserError
 from . import common
+from .batch import BatchForm
 from .checks import RECONSTRUCT_FIELDS, fields_problem, preflight_job
 from .common import MODEL_EVENTS, TRAIN_PREVIEW, RunButton, RunState, RunStatus
-from .inputs import ModelHeaders, dz_from_layer, implied_task, metadata_number, pixel_size_um
+from .inputs import (
+    ModelHeaders,
+    dz_from_layer,
+    implied_task,
+    metadata_number,
+    metadata_offset,
+    pixel_size_um,
+)
 from .outputs import OutputLayers, layer_geometry, output_names
 from .reconstruct_job import (
     ReconstructionJob,
@@ -137,11 +146,14 @@ class ReconstructWidget(Container):
         )
         self.more.margins = (0, 0, 0, 0)
         self.show_more.changed.connect(lambda v: setattr(self.more, "visible", bool(v)))
+        self.batch = BatchForm(self)  # one layer, several layers or a folder (_widgets/batch.py)
         self.extend(
             [
                 self.mode,
+                self.batch.source,
                 self.image,
                 self.image_info,
+                self.batch.box,
                 self.model,
                 self.model_file,
                 self.model_info,
@@ -311,6 +323,7 @@ class ReconstructWidget(Container):
         self.qpi_box.visible = not sr
         self.na.visible = self.offset_adu.visible = sr
         self.image.reset_choices()
+        self.batch.layers.reset_choices()
         self._select_active()
         self.model.reset_choices()
         self._on_image()
@@ -333,12 +346,8 @@ class ReconstructWidget(Container):
             self._filled_for = layer
             px = px or metadata_number(meta, "pixel_size_um")
             self._fill("pixel_size_um", px or 0.0, "layer" if px else None)
-            for key in _OPTICS:
-                value = metadata_number(meta, key)
-                if key == "offset_adu":  # an offset of 0 is a real value
-                    raw = meta.get(key)
-                    ok = isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= 0
-                    value = float(raw) if ok else None
+            for key in _OPTICS:  # an offset of 0 is a real value
+                value = metadata_offset(meta) if key == "offset_adu" else metadata_number(meta, key)
                 self._fill(key, value or 0.0, "layer" if value is not None else None)
             self._sources["dz_um"] = None
         leading = layer.ndim - (3 if self.mode.value == "qpi" else 2)
@@ -450,17 +459,9 @@ class ReconstructWidget(Container):
         self._setting_defaults = False
         self.validate()
 
-    def problem(self) -> str | None:
-        """What stops a run right now (with what to do), or None when everything is valid."""
+    def layer_problem(self, layer: Any) -> str | None:
+        """Why ``layer`` cannot be reconstructed in the current mode (one line), or None."""
         mode = self.mode.value
-        layer = self._layer()
-        if layer is None:
-            if mode == "qpi":
-                return (
-                    "No through-focus stack: QPI needs an image layer with at least 3 axes "
-                    "(Z, Y, X). Open one (e.g. File → Open Sample → napari CVDM) or switch to SR."
-                )
-            return "No image layer: open a 2-D widefield image (or a T/Z stack of them)."
         if layer.ndim < _MIN_NDIM[mode]:
             return (
                 f"{layer.name} has {layer.ndim} axes; {mode.upper()} needs at least "
@@ -478,6 +479,27 @@ class ReconstructWidget(Container):
                 f"{layer.name} is a widefield image ({why}), not a through-focus stack: switch "
                 "the mode to SR (or pick a through-focus stack)."
             )
+        return None
+
+    def problem(self) -> str | None:
+        """What stops a run right now (with what to do), or None when everything is valid."""
+        mode = self.mode.value
+        layer = None if self.batch.active else self._layer()
+        if self.batch.active:
+            bad = self.batch.problem()
+            if bad:
+                return bad
+        elif layer is None:
+            if mode == "qpi":
+                return (
+                    "No through-focus stack: QPI needs an image layer with at least 3 axes "
+                    "(Z, Y, X). Open one (e.g. File → Open Sample → napari CVDM) or switch to SR."
+                )
+            return "No image layer: open a 2-D widefield image (or a T/Z stack of them)."
+        else:
+            bad = self.layer_problem(layer)
+            if bad:
+                return bad
         path = self.model_path()
         if path is None:
             return "No model chosen: pick a model, or choose 'Load model from file…' and a file."
@@ -489,7 +511,7 @@ class ReconstructWidget(Container):
                 f"The model {meta['name']!r} is a {meta['task'].upper()} model; pick a "
                 f"{mode.upper()} model or switch the mode to {meta['task'].upper()}."
             )
-        if mode == "qpi":
+        if mode == "qpi" and layer is not None:
             nz = int(layer.data.shape[self.focus_axis.value])
             if nz < 2 or self.plane_minus.value == self.plane_plus.value:
                 return (
@@ -520,7 +542,10 @@ class ReconstructWidget(Container):
             self.model_info.value = "" if meta is None else "cannot read this model file"
         if self.status.idle:
             lines = [self._mode_note] if self._mode_note else []
-            lines.append(problem or "ready: " + "; ".join(self.assumptions().parts()))
+            if problem is None and self.batch.active:
+                lines.append(self.batch.describe())
+            else:
+                lines.append(problem or "ready: " + "; ".join(self.assumptions().parts()))
             self.status_label.value = "\n".join(lines)
         return problem
 
@@ -571,33 +596,32 @@ class ReconstructWidget(Container):
 
     # ------------------------------------------------------------------ run / cancel
 
-    def snapshot(self) -> tuple[ReconstructionJob, dict[str, Any]]:
-        """Freeze the inputs for one run: the job and what the output layers need."""
+    def user_values(self) -> dict[str, float]:
+        """The pixel size, optics and dz the user typed (the batch mode applies them to every
+        input; the other values come from each input or the model)."""
+        keys = (*_OPTICS, "pixel_size_um", "dz_um")
+        return {key: getattr(self, key).value for key in keys if self._sources[key] == "user"}
+
+    def form_values(self) -> dict[str, Any]:
+        """What a run takes from the form for the chosen layer (see :meth:`snapshot`)."""
+        return {
+            "pixel_size_um": self.pixel_size_um.value or None,
+            "na": self.na.value or None,
+            "wavelength_um": self.wavelength_um.value or None,
+            "offset_adu": (
+                float(self.offset_adu.value) if self._sources["offset_adu"] is not None else None
+            ),
+            "focus_axis": self.focus_axis.value,
+            "planes": (self.plane_minus.value, self.plane_plus.value),
+            "dz_um": self.dz_um.value or None,
+            "current_frame": self.frames.value == CURRENT and self.frames.enabled,
+        }
+
+    def params(self) -> Any:
+        """The sampling settings of the form (a ``workflows.predict.ReconstructionParams``)."""
         from ..workflows.predict import ReconstructionParams
 
-        layer = self._layer()
-        mode = self.mode.value
-        focus = self.focus_axis.value if mode == "qpi" else None
-        current = None
-        if self.frames.value == CURRENT and self.frames.enabled:
-            current = tuple(layer.world_to_data(self.viewer.dims.point))
-        image, drop_axes, frame_index = select_frames(
-            layer.data, mode=mode, focus_axis=focus, current=current
-        )
-        px = self.pixel_size_um.value or None
-        options: dict[str, Any] = {"input_name": layer.name, "pixel_size_um": px}
-        if mode == "sr":
-            options.update(na=self.na.value or None, wavelength_um=self.wavelength_um.value or None)
-            if self._sources["offset_adu"] is not None:
-                options["offset_adu"] = float(self.offset_adu.value)
-        else:
-            options.update(
-                focus_axis=focus,
-                planes=(self.plane_minus.value, self.plane_plus.value),
-                wavelength_um=self.wavelength_um.value,
-                dz_um=self.dz_um.value,
-            )
-        params = ReconstructionParams(
+        return ReconstructionParams(
             n_samples=self.samples.value,
             steps=self.steps.value,
             sampler=self.sampler.value,
@@ -606,54 +630,81 @@ class ReconstructWidget(Container):
             tile=self.tile_size.value or None,
             group_size=None,  # sized from measured throughput: first mean/std after one sample
         )
+
+    def worker_threads(self) -> int:
+        """torch threads of the worker: the form's, or the free cores minus one."""
+        return self.threads.value or min(default_threads(), auto_threads())
+
+    def snapshot(
+        self, layer: Any = None, values: dict[str, Any] | None = None
+    ) -> tuple[ReconstructionJob, dict[str, Any]]:
+        """Freeze the inputs for one run: the job and what the output layers need.
+
+        ``layer``: the chosen image layer by default; ``values``: :meth:`form_values` by default
+        (the batch mode gives each layer its own).
+        """
+        layer = self._layer() if layer is None else layer
+        values = self.form_values() if values is None else values
+        mode = self.mode.value
+        focus = values["focus_axis"] if mode == "qpi" else None
+        current = None
+        if values.get("current_frame"):
+            current = tuple(layer.world_to_data(self.viewer.dims.point))
+        image, drop_axes, frame_index = select_frames(
+            layer.data, mode=mode, focus_axis=focus, current=current
+        )
+        options: dict[str, Any] = {"input_name": layer.name}
+        options["pixel_size_um"] = values["pixel_size_um"]
+        if mode == "sr":
+            options.update(na=values["na"], wavelength_um=values["wavelength_um"])
+            if values["offset_adu"] is not None:
+                options["offset_adu"] = values["offset_adu"]
+        else:
+            options.update(
+                focus_axis=focus,
+                planes=values["planes"],
+                wavelength_um=values["wavelength_um"],
+                dz_um=values["dz_um"],
+            )
         job = ReconstructionJob(
             image=image,
             model_path=self.model_path(),
-            params=params,
+            params=self.params(),
             task_options=options,
-            threads=self.threads.value or min(default_threads(), auto_threads()),
+            threads=self.worker_threads(),
         )
         extras = {
             "drop_axes": drop_axes,
             "input_yx": tuple(int(s) for s in layer.data.shape[-2:]),
-            "frames": self.frames.value if self.frames.enabled else ALL,
+            "frames": CURRENT if values.get("current_frame") else ALL,
             "frame_index": frame_index,
-            "na": self.na.value or None,
+            "na": values["na"],
         }
         return job, extras
 
-    @property
-    def worker(self) -> Any:
-        """The running napari worker, or None when idle."""
-        return None if self.last_run is None else self.last_run.worker
+    def prepare(
+        self,
+        layer: Any = None,
+        values: dict[str, Any] | None = None,
+        taken: Collection[str] = (),
+        assumed: bool = True,
+    ) -> tuple[ReconstructionRun, list[str]]:
+        """One layer's run (not started) and the preflight notes to show.
 
-    def run(self) -> None:
-        """Start a reconstruction (Run). Problems found before starting give one warning."""
-        if not self.status.idle:
-            return
-        problem = self.validate()
-        if problem:
-            common.notify(problem, "warning")
-            return
-        layer = self._layer()
-        try:
-            job, extras = self.snapshot()
-        except (ValueError, MemoryError) as exc:  # indexing/copying the layer data
-            common.notify(common.describe_error(exc), "error")
-            return
-        try:  # resampling factor, memory and camera offset, as the CLI checks them
-            given = self._sources.get("offset_adu") in ("layer", "user")
-            notes = preflight_job(self.mode.value, job, self._model_meta(job.model_path), given)
-        except UserError as exc:
-            common.notify(str(exc), "error")
-            return
-        warning = memory_warning(job)
-        for note in [*notes, warning]:
-            if note:
-                common.notify(note, "warning")
-        names = output_names(
-            layer.name, [lyr.name for lyr in self.viewer.layers], self.keep_previous.value
+        Raises ``UserError`` (resampling, memory), ``ValueError`` or ``MemoryError`` (copying
+        the layer data) with one line. ``taken``: layer names that other runs of a batch will
+        add; ``assumed``: notify the assumed defaults with the result (single runs).
+        """
+        layer = self._layer() if layer is None else layer
+        job, extras = self.snapshot(layer, values)
+        # resampling factor, memory and camera offset, as the CLI checks them
+        given = job.task_options.get("offset_adu") is not None and (
+            values is not None or self._sources.get("offset_adu") in ("layer", "user")
         )
+        notes = preflight_job(self.mode.value, job, self._model_meta(job.model_path), given)
+        notes.append(memory_warning(job))
+        existing = [lyr.name for lyr in self.viewer.layers] + list(taken)
+        names = output_names(layer.name, existing, self.keep_previous.value)
         source = layer_geometry(layer)
         if extras["frame_index"]:  # one frame: its axes keep length 1 at that frame's position
             translate = list(source.translate)
@@ -677,18 +728,50 @@ class ReconstructWidget(Container):
             provenance["frame_index"] = {str(a): i for a, i in extras["frame_index"].items()}
         if self.mode.value == "qpi" and extras["na"]:
             provenance["na"] = extras["na"]
-        self.last_run = ReconstructionRun(
+        run = ReconstructionRun(
             job=job,
             outputs=outputs,
             status=self.status,
             mode=self.mode.value,
             provenance=provenance,
             description=f"CVDM {self.mode.value.upper()}: {layer.name}",
-            assumed=self.assumed_defaults(),
+            assumed=self.assumed_defaults() if assumed else None,
         )
+        return run, [note for note in notes if note]
+
+    @property
+    def worker(self) -> Any:
+        """The running napari worker, or None when idle."""
+        return None if self.last_run is None else self.last_run.worker
+
+    def run(self) -> None:
+        """Start a reconstruction (Run), or the batch (several layers or a folder). Problems
+        found before starting give one warning."""
+        if not self.status.idle:
+            return
+        problem = self.validate()
+        if problem:
+            common.notify(problem, "warning")
+            return
+        if self.batch.active:
+            self.batch.run()
+            return
+        try:
+            run, notes = self.prepare()
+        except UserError as exc:
+            common.notify(str(exc), "error")
+            return
+        except (ValueError, MemoryError) as exc:  # indexing/copying the layer data
+            common.notify(common.describe_error(exc), "error")
+            return
+        for note in notes:
+            common.notify(note, "warning")
+        self.last_run = run
         self.last_run.start()
 
     def cancel(self) -> None:
         """Cancel: the worker stops at its next yield (within one diffusion step)."""
-        if self.last_run is not None:
+        if self.batch.running is not None:
+            self.batch.running.cancel()
+        elif self.last_run is not None:
             self.last_run.cancel()

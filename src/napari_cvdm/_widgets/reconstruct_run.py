@@ -69,7 +69,7 @@ class ReconstructionRun:
             yield from stream
 
         self.worker = create_worker(reconstruction, _start_thread=False)
-        self.worker.yielded.connect(self._on_event)
+        self.worker.yielded.connect(self.handle)
         self.worker.aborted.connect(self._on_aborted)
         self.worker.finished.connect(self._on_finished)
         self.status.update(state=RunState.RUNNING, step=0, total=0, message="loading model")
@@ -91,11 +91,15 @@ class ReconstructionRun:
             prov["optics"] = {**prov.get("optics", {}), "na": na}
         return prov
 
-    def _on_event(self, event: Any) -> None:
+    def handle(self, event: Any) -> None:
+        """One event of the job (main thread); the batch mode passes its layer items' events
+        here too (``PartialResult`` and ``Finished``: this run's layers)."""
         from ..workflows.events import Finished, PartialResult, Progress
 
         self.events.append(type(event).__name__)
         if isinstance(event, Progress):
+            if self._pbar is None:
+                return
             if self._pbar.total != event.total:
                 self._pbar.total = event.total
             self._pbar.update(event.step - self._pbar.n)
