@@ -18,6 +18,10 @@ One set of functions serves training and inference (docs/architecture.md, physic
   **TIE prior** channel: the Tikhonov TIE phase of the same planes (global Poisson solve, so it
   carries the low spatial frequencies a patch-sized network cannot see), floored at its 1st
   percentile and mapped like the target. QPI models are residual: they learn target − prior.
+  A rule may add ``extra_alphas``: TIE priors of the same planes at other Tikhonov weights, as
+  channels after the first (``[TIE(α), TIE(α₁), …, c−, c+]``). No single α suits every noise
+  level and scene (low noise and large cells want a weak one, noise and fine texture a strong
+  one); with the set the network can pick per region what a global solve gets right.
   **QPI target**: the fixed map ``2 φ / φ_norm − 1`` with ``φ_norm = 3.5`` rad, never per image.
 
 Every model file stores its rule (:func:`sr_rule`, :func:`qpi_rule`) under ``normalization``;
@@ -46,6 +50,7 @@ __all__ = [
     "phase_to_model",
     "qpi_condition",
     "qpi_contrast",
+    "qpi_prior_alphas",
     "qpi_rule",
     "qpi_tie_prior",
     "defocus_number",
@@ -60,6 +65,9 @@ DEFAULT_PHI_NORM = 3.5
 #: Tikhonov weight of the TIE prior channel (pixel units): the TIE α tuned on the QPI-A
 #: validation set, the same at all three noise levels (benchmarks/results/baselines.json)
 QPI_TIE_ALPHA = 1e-6
+#: the extra TIE prior channels of a multi-α QPI model (rule ``prior.extra_alphas``): a decade
+#: apart around :data:`QPI_TIE_ALPHA`, spanning the α that suits σ = 0.003–0.1 of I₀ on QPI-B
+QPI_TIE_EXTRA_ALPHAS = (1e-7, 1e-5, 1e-4)
 #: the prior is shifted so this percentile is 0 (the recipes' phase maps start at 0 rad)
 QPI_TIE_FLOOR_PERCENTILE = 1.0
 #: Richardson–Lucy iterations of the SR prior channel: the network corrects the remaining
@@ -296,7 +304,7 @@ def defocus_number(wavelength_um: float, dz_um: float, pixel_size_um: float) -> 
 def qpi_tie_prior(
     contrast: np.ndarray,
     defocus_D: float,
-    alpha: float = QPI_TIE_ALPHA,
+    alpha: float | tuple[float, ...] = QPI_TIE_ALPHA,
     phi_norm: float = DEFAULT_PHI_NORM,
     floor_percentile: float = QPI_TIE_FLOOR_PERCENTILE,
 ) -> np.ndarray:
@@ -304,33 +312,49 @@ def qpi_tie_prior(
 
     FFT-Tikhonov TIE with mirror boundaries in pixel units, where only ``D = λ·dz/Δx²``
     matters; the result is shifted so its ``floor_percentile`` is 0 rad, then mapped by
-    :func:`phase_to_model`. Computed on the whole frame, never per tile or patch.
+    :func:`phase_to_model`. Computed on the whole frame, never per tile or patch. A tuple of
+    ``alpha`` gives one prior per weight, stacked: (len(alpha), Y, X).
     """
     from .physics.tie import tie_fft
 
     planes = _finite_frame(contrast, "QPI contrast").astype(np.float64) + 1.0
     if planes.ndim != 3 or planes.shape[0] != 2:
         raise InputError(f"the TIE prior needs two planes (2, Y, X), got shape {planes.shape}")
-    phi = tie_fft(planes, 1.0, float(defocus_D), 1.0, alpha=float(alpha), boundary="mirror")
-    phi = phi - np.percentile(phi, floor_percentile)
-    return phase_to_model(phi, phi_norm)
+    alphas = alpha if isinstance(alpha, tuple) else (alpha,)
+    priors = []
+    for a in alphas:
+        phi = tie_fft(planes, 1.0, float(defocus_D), 1.0, alpha=float(a), boundary="mirror")
+        phi = phi - np.percentile(phi, floor_percentile)
+        priors.append(phase_to_model(phi, phi_norm))
+    return np.stack(priors) if isinstance(alpha, tuple) else priors[0]
+
+
+def qpi_prior_alphas(rule: dict[str, Any]) -> tuple[float, ...]:
+    """The Tikhonov weights of a QPI rule's TIE prior channels, in channel order (() without a
+    prior): the residual base's ``alpha``, then ``extra_alphas``."""
+    prior = rule.get("prior")
+    if not prior:
+        return ()
+    return (float(prior["alpha"]), *(float(a) for a in prior.get("extra_alphas", ())))
 
 
 def qpi_condition(contrast: np.ndarray, defocus_D: float, rule: dict[str, Any]) -> np.ndarray:
-    """The model condition of one QPI frame: (3, Y, X) ``[TIE prior, c−, c+]`` when ``rule``
-    has a ``prior``, else the contrast pair (2, Y, X) itself. float32."""
+    """The model condition of one QPI frame: (P + 2, Y, X) ``[TIE prior(s), c−, c+]`` with the
+    P priors of :func:`qpi_prior_alphas` (the first is the residual base), or the contrast pair
+    (2, Y, X) itself when ``rule`` has no ``prior``. float32."""
     contrast = np.asarray(contrast, dtype=np.float32)
-    prior = rule.get("prior")
-    if not prior:
+    alphas = qpi_prior_alphas(rule)
+    if not alphas:
         return contrast
+    prior = rule["prior"]
     tie = qpi_tie_prior(
         contrast,
         defocus_D,
-        alpha=float(prior["alpha"]),
+        alpha=alphas,
         phi_norm=float(rule["target"]["phi_norm"]),
         floor_percentile=float(prior["floor_percentile"]),
     )
-    return np.concatenate([tie[None], contrast]).astype(np.float32)
+    return np.concatenate([tie, contrast]).astype(np.float32)
 
 
 def phase_to_model(phi: np.ndarray, phi_norm: float = DEFAULT_PHI_NORM) -> np.ndarray:
@@ -378,10 +402,15 @@ def sr_rule(
     return rule
 
 
-def qpi_rule(phi_norm: float = DEFAULT_PHI_NORM, defocus_D: float | None = None) -> dict[str, Any]:
+def qpi_rule(
+    phi_norm: float = DEFAULT_PHI_NORM,
+    defocus_D: float | None = None,
+    extra_alphas: tuple[float, ...] = (),
+) -> dict[str, Any]:
     """The QPI normalisation rule (JSON-ready): TIE prior + contrast input, fixed-scale phase
     target, residual on the prior. ``defocus_D``: the D the prior was computed with in training
-    (inference uses it for stacks whose optics are not given)."""
+    (inference uses it for stacks whose optics are not given). ``extra_alphas``: further TIE
+    prior channels (e.g. :data:`QPI_TIE_EXTRA_ALPHAS`) after the residual base."""
     rule = {
         "task": "qpi",
         "input": {"kind": "contrast", "background": "median", "clip": False},
@@ -395,6 +424,8 @@ def qpi_rule(phi_norm: float = DEFAULT_PHI_NORM, defocus_D: float | None = None)
     }
     if defocus_D is not None:
         rule["prior"]["defocus_D"] = float(defocus_D)
+    if extra_alphas:
+        rule["prior"]["extra_alphas"] = [float(a) for a in extra_alphas]
     return rule
 
 
@@ -477,7 +508,14 @@ def validate_rule(rule: Any, task: str | None = None) -> dict[str, Any]:
             raise ValueError("normalization.prior.floor_percentile must be in [0, 100)")
         if "defocus_D" in prior and _number(prior["defocus_D"], "prior.defocus_D") <= 0:
             raise ValueError("normalization.prior.defocus_D must be positive")
-        if unknown := set(prior) - {"kind", "alpha", "floor_percentile", "defocus_D"}:
+        extra = prior.get("extra_alphas", [])
+        if not isinstance(extra, list) or any(
+            _number(a, "normalization.prior.extra_alphas[]") <= 0 for a in extra
+        ):
+            raise ValueError("normalization.prior.extra_alphas must be a list of positive numbers")
+        if unknown := set(prior) - {
+            "kind", "alpha", "floor_percentile", "defocus_D", "extra_alphas"
+        }:  # fmt: skip
             raise ValueError(f"normalization.prior has unknown keys {sorted(unknown)}")
     target = rule["target"]
     kind, extra = _TARGET[rtask]

@@ -64,6 +64,7 @@ SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "description": (str,),
     "fp16": (bool,),
     "sr_prior": (str,),
+    "qpi_priors": (str,),
     "patches_per_frame": (int,),
     "physics": (dict,),
     "sim": (dict,),

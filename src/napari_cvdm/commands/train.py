@@ -142,6 +142,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "or checkpoint, none from scratch",
     )
     parser.add_argument(
+        "--qpi-priors",
+        choices=("auto", "single", "multi"),
+        default="auto",
+        help="QPI: condition on one TIE prior (single) or on TIE priors at four Tikhonov "
+        "weights, a decade apart (multi), learning the correction of the first; auto (default): "
+        "as the base model or checkpoint, single from scratch",
+    )
+    parser.add_argument(
         "--patches-per-frame",
         type=int,
         default=1,
@@ -279,6 +287,7 @@ _SETTING_OPTIONS = {
     "description": ("description", ("--description",)),
     "fp16": ("fp16", ("--fp16",)),
     "sr_prior": ("sr_prior", ("--sr-prior",)),
+    "qpi_priors": ("qpi_priors", ("--qpi-priors",)),
     "patches_per_frame": ("patches_per_frame", ("--patches-per-frame",)),
 }
 _PHYSICS_FLAGS = {
@@ -409,9 +418,17 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         },
         patches_per_frame=args.patches_per_frame,
         sr_prior={"auto": None, "none": False, "rl": True}[args.sr_prior],
+        qpi_extra_alphas=_qpi_extra_alphas(args.qpi_priors),
         synthetic_overrides=_sim_options(args.sim),
         command="napari-cvdm train " + " ".join(shlex.quote(a) for a in _argv_of(args)),
     )
+
+
+def _qpi_extra_alphas(choice: str) -> tuple[float, ...] | None:
+    """``--qpi-priors`` → the run's extra TIE prior weights (None: inherit)."""
+    from ..normalization import QPI_TIE_EXTRA_ALPHAS
+
+    return {"auto": None, "single": (), "multi": QPI_TIE_EXTRA_ALPHAS}[choice]
 
 
 def _sim_options(items: list[str]) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def validate_metadata(meta: Any) -> dict[str, Any]:
     version, the task, the task against the architecture's channels, the normalisation rule and
     the physical parameters the task needs.
     """
-    from ..normalization import validate_rule
+    from ..normalization import qpi_prior_alphas, validate_rule
 
     if not isinstance(meta, dict):
         raise ModelFileError(
@@ -154,9 +154,10 @@ def validate_metadata(meta: Any) -> dict[str, Any]:
         raise ModelFileError(f"invalid normalisation rule: {exc}; {_FIX}") from None
     if task in ("sr", "qpi"):
         has_prior = bool(meta["normalization"].get("prior"))
-        want = {"sr": 1, "qpi": 2}[task] + int(has_prior)
+        priors = len(qpi_prior_alphas(meta["normalization"])) if task == "qpi" else has_prior
+        want = {"sr": 1, "qpi": 2}[task] + int(priors)
         if arch["condition_channels"] != want:
-            kind = {"sr": "an RL", "qpi": "a TIE"}[task]
+            kind = {"sr": "an RL", "qpi": "a TIE" if priors <= 1 else f"{priors} TIE"}[task]
             raise ModelFileError(
                 f"a {task} model {'with' if has_prior else 'without'} {kind} prior needs "
                 f"architecture.condition_channels = {want}, got {arch['condition_channels']}; "

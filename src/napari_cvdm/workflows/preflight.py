@@ -357,6 +357,7 @@ def _parameters(config: Any, architecture: dict[str, Any] | None) -> int:
             arch = CVDMConfig.from_dict(architecture)
         else:
             cond, target = TASK_CHANNELS[config.task]
+            cond += len(getattr(config, "qpi_extra_alphas", None) or ())  # extra TIE priors
             arch = CVDMConfig(
                 condition_channels=cond,
                 target_channels=target,

@@ -29,12 +29,17 @@ _VALIDATION_STREAM = 0x5EED_0FF5  # distinct from every (seed, step, rank) train
 
 
 def _simulate(
-    task: str, rng: np.random.Generator, overrides: dict[str, Any], sr_prior: bool = False
+    task: str,
+    rng: np.random.Generator,
+    overrides: dict[str, Any],
+    sr_prior: bool = False,
+    qpi_extra_alphas: tuple[float, ...] = (),
 ) -> tuple[PreparedPair, Any]:
     """One simulated frame pair, normalised like inference inputs; returns it and the metadata.
 
     ``sr_prior``: the SR condition carries the RL prior computed with the sample's *nominal*
-    optics (what a user would state; the true optics differ, as on a real microscope)."""
+    optics (what a user would state; the true optics differ, as on a real microscope).
+    ``qpi_extra_alphas``: the extra TIE prior channels of a multi-α QPI model."""
     if task == "sr":
         from ..physics.fluorescence import simulate_sr_pair
 
@@ -57,7 +62,10 @@ def _simulate(
     sample = simulate_qpi_stack(rng, **overrides)
     md = sample.metadata
     D = defocus_number(md["wavelength_um"], _outer_dz(md), md["pixel_size_um"])
-    return prepare_qpi_pair(sample.stack, sample.phase, "synthetic", defocus_D=D), md
+    pair = prepare_qpi_pair(
+        sample.stack, sample.phase, "synthetic", defocus_D=D, extra_alphas=qpi_extra_alphas
+    )
+    return pair, md
 
 
 def _outer_dz(metadata: dict[str, Any]) -> float:
@@ -112,6 +120,7 @@ class SyntheticPairs:
     physics: dict[str, float] = field(default_factory=dict)
     description: dict[str, Any] = field(default_factory=dict)
     sr_prior: bool = False
+    qpi_extra_alphas: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.task not in ("sr", "qpi"):
@@ -131,13 +140,24 @@ class SyntheticPairs:
             self.sr_prior = bool(flag)
             self._validation.clear()
 
+    def adopt_qpi_priors(self, extra_alphas: tuple[float, ...]) -> None:
+        """Simulate QPI conditions with the extra TIE prior channels the model needs."""
+        extra = tuple(float(a) for a in extra_alphas)
+        if self.task == "qpi" and extra != self.qpi_extra_alphas:
+            self.qpi_extra_alphas = extra
+            self._validation.clear()
+
+    def _pair(self, rng: np.random.Generator) -> tuple[PreparedPair, Any]:
+        """One simulated, normalised pair in this source's condition layout, and its metadata."""
+        return _simulate(self.task, rng, self.overrides, self.sr_prior, self.qpi_extra_alphas)
+
     def train_batch(self, rng: np.random.Generator, batch: int, patch: int) -> PairBatch:
         """``batch`` augmented patches cut from freshly simulated frames."""
         if self.patches_per_frame < 1:
             raise InputError(f"patches_per_frame must be >= 1, got {self.patches_per_frame}")
         conditions, targets = [], []
         while len(targets) < batch:
-            pair, _meta = _simulate(self.task, rng, self.overrides, self.sr_prior)
+            pair, _meta = self._pair(rng)
             if patch > min(pair.target.shape[-2:]):
                 raise InputError(
                     f"patch size {patch} is larger than the simulated frames "
@@ -156,7 +176,7 @@ class SyntheticPairs:
             rng = np.random.default_rng([int(self.seed), _VALIDATION_STREAM])
             pairs, metas = [], []
             for _ in range(count):
-                pair, meta = _simulate(self.task, rng, self.overrides, self.sr_prior)
+                pair, meta = self._pair(rng)
                 pairs.append(pair)
                 metas.append(meta)
             side = min(patch, *(min(p.target.shape[-2:]) for p in pairs))
@@ -177,7 +197,5 @@ class SyntheticPairs:
         """The recipe's physical parameters, simulating one validation frame if needed."""
         if not self.physics:
             rng = np.random.default_rng([int(self.seed), _VALIDATION_STREAM])
-            self.physics = _physics_from(
-                self.task, dict(_simulate(self.task, rng, self.overrides, self.sr_prior)[1])
-            )
+            self.physics = _physics_from(self.task, dict(self._pair(rng)[1]))
         return self.physics

@@ -46,6 +46,7 @@ from .training_data import TASK_CHANNELS, condition_channels
 __all__ = [
     "DEFAULT_FINETUNE_LR",
     "DEFAULT_LR",
+    "DEFAULT_QPI_EXTRA_ALPHAS",
     "DEFAULT_SR_PRIOR",
     "TrainConfig",
     "checkpoint_path_for",
@@ -61,6 +62,9 @@ SR_DENOISED_BOUND = 6.0
 #: the measured comparison on recipe SR-B (docs/models.md) the widefield-only condition after 733
 #: fine-tuning steps beat the RL-residual one after 2,322 on SSIM at every level and on mean PSNR
 DEFAULT_SR_PRIOR = False
+#: the extra TIE prior channels of QPI models trained from scratch: none until a measured
+#: comparison shows the multi-α condition (normalization.QPI_TIE_EXTRA_ALPHAS) is better
+DEFAULT_QPI_EXTRA_ALPHAS: tuple[float, ...] = ()
 #: consecutive steps with a non-finite gradient that are skipped before the run counts as diverged
 MAX_SKIPPED_STEPS = 5
 #: ``constant``: the peak rate after warm-up; ``cosine``: half-cosine decay from the peak after
@@ -93,7 +97,10 @@ class TrainConfig:
     ``checkpoint`` defaults to the output path with the suffix ``.ckpt``. ``sr_prior``: SR
     conditions start with the Richardson–Lucy prior channel and the model learns its residual
     (a base model without it gains the channel with zero weights); None: as the base model or
-    checkpoint has it, else :data:`DEFAULT_SR_PRIOR`.
+    checkpoint has it, else :data:`DEFAULT_SR_PRIOR`. ``qpi_extra_alphas``: QPI conditions
+    carry one more TIE prior channel per Tikhonov weight (a base model with fewer gains them
+    with zero weights); None: as the base model or checkpoint has them, else
+    :data:`DEFAULT_QPI_EXTRA_ALPHAS`.
     """
 
     task: str
@@ -129,6 +136,7 @@ class TrainConfig:
     patches_per_frame: int = 1
     prefetch: int = 2
     sr_prior: bool | None = None
+    qpi_extra_alphas: tuple[float, ...] | None = None
 
     def learning_rate(self) -> float:
         """The peak learning rate: ``lr`` or the default for training / fine-tuning."""
@@ -180,6 +188,10 @@ class TrainConfig:
             raise InputError(f"preset must be tiny, small or base, got {self.preset!r}")
         if self.sr_prior and self.task != "sr":
             raise InputError("the RL prior channel is for SR models; drop --sr-prior for qpi")
+        if self.qpi_extra_alphas and self.task != "qpi":
+            raise InputError("extra TIE prior channels are for QPI models; drop --qpi-priors")
+        if any(not float(a) > 0 for a in self.qpi_extra_alphas or ()):
+            raise InputError(f"TIE prior weights must be positive, got {self.qpi_extra_alphas}")
         if Path(self.output).suffix != ".safetensors":
             raise InputError(f"the output model file must end in .safetensors, got {self.output}")
 
@@ -272,17 +284,13 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
                 f"{config.task!r}; choose a {config.task} model to fine-tune"
             )
         model = loaded.model.float().train()
-        want = _condition_channels(config)
-        if config.sr_prior and model.config.condition_channels == want - 1:
-            from ..engine.cvdm import insert_condition_channel
-
-            model = insert_condition_channel(model, 0).train()  # the RL prior is channel 0
+        model = _widen_condition(model, config)
         _check_condition_channels(
             config.task,
             model.config.condition_channels,
             f"base model {config.base_model!r}",
             f"fine-tune a current {config.task} model or train from scratch",
-            want,
+            _condition_channels(config),
         )
         origin = {
             "base_model": loaded.name,
@@ -299,6 +307,37 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
         condition_channels=cond, target_channels=target, preset=config.preset, residual=True
     )
     return CVDM(arch), {}
+
+
+def _widen_condition(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
+    """A base model that lacks the run's prior channels gains them with zero input weights (it
+    computes what it did): SR's RL prior as channel 0, QPI's extra TIE priors after channel 0."""
+    from ..engine.cvdm import insert_condition_channel
+
+    missing = _condition_channels(config) - model.config.condition_channels
+    if config.task == "sr" and config.sr_prior and missing == 1:
+        return insert_condition_channel(model, 0).train()  # the RL prior is channel 0
+    extra = len(config.qpi_extra_alphas or ())
+    if config.task == "qpi" and extra and missing == extra:
+        for _ in range(extra):  # [TIE(α), extra TIE priors…, c−, c+]
+            model = insert_condition_channel(model, 1)
+        return model.train()
+    return model
+
+
+def _inherited_qpi_alphas(config: TrainConfig, resume: Any) -> tuple[float, ...]:
+    """The extra TIE prior weights of a QPI run when not told: as its checkpoint or base model
+    has them, else :data:`DEFAULT_QPI_EXTRA_ALPHAS`."""
+    if resume is not None:
+        return tuple(resume.info.get("config", {}).get("qpi_extra_alphas") or ())
+    if config.base_model:
+        from ..engine.modelfile import read_metadata
+        from ..engine.registry import resolve_model
+        from ..normalization import qpi_prior_alphas
+
+        rule = read_metadata(resolve_model(config.base_model)).get("normalization", {})
+        return qpi_prior_alphas(rule)[1:]
+    return DEFAULT_QPI_EXTRA_ALPHAS
 
 
 def _inherited_sr_prior(config: TrainConfig, resume: Any) -> bool:
@@ -331,9 +370,10 @@ def _training_totals(training: dict[str, Any]) -> dict[str, float]:
 
 
 def _condition_channels(config: TrainConfig) -> int:
-    """C_x of the run's data: SR 1 or 2 (with the RL prior), QPI 3 ([TIE prior, c−, c+])."""
+    """C_x of the run's data: SR 1 or 2 (with the RL prior), QPI 3 ([TIE prior, c−, c+]) plus
+    one per extra TIE prior."""
     if config.task == "qpi":
-        return TASK_CHANNELS["qpi"][0]
+        return condition_channels("qpi", True, config.qpi_extra_alphas or ())
     return condition_channels("sr", config.sr_prior)
 
 
@@ -382,6 +422,11 @@ def train(
         )
     if config.sr_prior is None:
         config.sr_prior = config.task == "sr" and _inherited_sr_prior(config, resume)
+    if config.qpi_extra_alphas is None:
+        config.qpi_extra_alphas = (
+            _inherited_qpi_alphas(config, resume) if config.task == "qpi" else ()
+        )
+    config.qpi_extra_alphas = tuple(float(a) for a in config.qpi_extra_alphas)
     if resume is not None:
         check_resume_settings(config, resume.info.get("config", {}), config.resume)
         _check_condition_channels(
@@ -414,6 +459,14 @@ def train(
                 "this training data source cannot add the RL prior channel the model needs; "
                 "give images or a folder, or train with --sr-prior none"
             )
+    if config.task == "qpi" and config.qpi_extra_alphas:  # the data follow the model, as above
+        adopt = getattr(source, "adopt_qpi_priors", None)
+        if adopt is None:
+            raise InputError(
+                "this training data source cannot add the extra TIE prior channels the model "
+                "needs; give images or a folder, or train with --qpi-priors single"
+            )
+        adopt(config.qpi_extra_alphas)
     model, origin = _build_model(config, resume)
     if config.task == "sr":  # input-scaled targets reach a few units at bright, sharp peaks
         model.config.extra["denoised_bound"] = SR_DENOISED_BOUND

@@ -71,6 +71,7 @@ def estimate_training(
     cond = TASK_CHANNELS[config.task][0]
     if config.task == "sr" and getattr(config, "sr_prior", False):
         cond += 1  # the RL prior channel
+    cond += len(getattr(config, "qpi_extra_alphas", None) or ())  # extra TIE prior channels
     arch = CVDMConfig(
         condition_channels=cond,
         target_channels=TASK_CHANNELS[config.task][1],

@@ -267,7 +267,10 @@ def build_metadata(
             prior=bool(getattr(config, "sr_prior", False)),
         )
     else:  # the TIE prior's D as used in training, for stacks of unknown optics
-        normalization = qpi_rule(defocus_D=getattr(source, "defocus_D", None))
+        normalization = qpi_rule(
+            defocus_D=getattr(source, "defocus_D", None),
+            extra_alphas=tuple(getattr(config, "qpi_extra_alphas", None) or ()),
+        )
     data = source.description
     base = origin.get("base_training", {})
     name = config.name or os.path.splitext(os.path.basename(os.fspath(config.output)))[0]

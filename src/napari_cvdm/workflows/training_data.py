@@ -134,9 +134,11 @@ def prepare_sr_pair(
     )
 
 
-def condition_channels(task: str, prior: bool) -> int:
-    """C_x of a task's condition: SR 1 (+1 with the RL prior); QPI 2 (+1 with the TIE prior)."""
-    return {"sr": 1, "qpi": 2}[task] + int(bool(prior))
+def condition_channels(task: str, prior: bool, qpi_extra_alphas: Sequence[float] = ()) -> int:
+    """C_x of a task's condition: SR 1 (+1 with the RL prior); QPI 2 (+1 with the TIE prior, +1
+    per extra TIE prior)."""
+    extra = len(qpi_extra_alphas) if task == "qpi" and prior else 0
+    return {"sr": 1, "qpi": 2}[task] + int(bool(prior)) + extra
 
 
 def select_qpi_planes(stack: np.ndarray, planes: Sequence[int] | None = None) -> np.ndarray:
@@ -164,12 +166,14 @@ def prepare_qpi_pair(
     name: str = "",
     planes: Sequence[int] | None = None,
     defocus_D: float | None = None,
+    extra_alphas: Sequence[float] = (),
 ) -> PreparedPair:
     """Through-focus stack (Z, Y, X) + phase (Y, X) rad → a :class:`PreparedPair`.
 
     The condition is ``[TIE prior, c−, c+]`` (3, Y, X) (:func:`~napari_cvdm.normalization.
     qpi_condition`), the prior computed on the whole frame with the defocus number
-    ``defocus_D`` = λ·dz/Δx² of the data (default: the QPI-A recipe's).
+    ``defocus_D`` = λ·dz/Δx² of the data (default: the QPI-A recipe's); ``extra_alphas`` adds
+    one TIE prior channel per Tikhonov weight after the first (a multi-α model's condition).
     """
     two = select_qpi_planes(stack, planes)
     phase = np.asarray(phase)
@@ -180,7 +184,8 @@ def prepare_qpi_pair(
         )
     if defocus_D is None:
         defocus_D = _default_defocus_number()
-    condition = qpi_condition(qpi_contrast(two), defocus_D, qpi_rule())
+    rule = qpi_rule(extra_alphas=tuple(float(a) for a in extra_alphas))
+    condition = qpi_condition(qpi_contrast(two), defocus_D, rule)
     return PreparedPair(condition=condition, target=phase_to_model(phase)[None], name=name)
 
 
@@ -293,6 +298,7 @@ class PairedImages:
     physics: dict[str, float] = field(default_factory=dict)
     description: dict[str, Any] = field(default_factory=dict)
     sr_prior: bool = False
+    qpi_extra_alphas: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.task not in TASK_CHANNELS:
@@ -332,6 +338,13 @@ class PairedImages:
             self.sr_prior = bool(flag)
             self.__post_init__()
 
+    def adopt_qpi_priors(self, extra_alphas: Sequence[float]) -> None:
+        """Prepare the QPI conditions with the extra TIE prior channels the model needs."""
+        extra = tuple(float(a) for a in extra_alphas)
+        if self.task == "qpi" and extra != self.qpi_extra_alphas:
+            self.qpi_extra_alphas = extra
+            self.__post_init__()
+
     def _prior_optics(self, input_px: float | None) -> dict[str, float] | None:
         """The nominal optics of the SR RL prior (None without it): the pair's pixel size, else
         ``physics``, else the SR recipe's defaults."""
@@ -348,7 +361,9 @@ class PairedImages:
         self, x: np.ndarray, y: np.ndarray, name: str, input_px: float | None = None
     ) -> list[PreparedPair]:
         if self.task == "qpi":
-            return [prepare_qpi_pair(x, y, name, self.qpi_planes, self.defocus_D)]
+            return [
+                prepare_qpi_pair(x, y, name, self.qpi_planes, self.defocus_D, self.qpi_extra_alphas)
+            ]
         optics = self._prior_optics(input_px)
         if x.ndim == 3 and y.ndim == 2:
             if x.shape[0] != RAW_SIM_FRAMES:
