@@ -432,3 +432,32 @@ def test_sr_model_with_the_rl_prior_is_refused_in_one_line(tmp_path, capsys):
     code = main(["export-bioimageio", str(path), "--output", str(tmp_path / "rl.zip")])
     _one_line_error(capsys, code, "Richardson-Lucy prior", "cannot be exported")
     assert not (tmp_path / "rl.zip").exists()
+
+
+def test_scripted_network_of_a_multi_prior_qpi_model_equals_reconstruct(tmp_path):
+    """A QPI model with extra TIE prior channels (rule prior.extra_alphas) exports the same
+    reconstruction: the torch port builds every prior channel of the rule."""
+    from napari_cvdm.engine.modelfile import LoadedModel, validate_metadata
+    from napari_cvdm.normalization import QPI_TIE_EXTRA_ALPHAS, qpi_rule
+    from napari_cvdm.workflows.train import TrainConfig, _widen_condition
+
+    single = make_untrained_model("qpi", "tiny")
+    config = TrainConfig(task="qpi", output="m.safetensors", qpi_extra_alphas=QPI_TIE_EXTRA_ALPHAS)
+    model = _widen_condition(single.model, config).eval()
+    with torch.no_grad():  # non-zero weights on the new channels, so they matter
+        stem = model.denoiser.stem.weight
+        stem[:, 2:5] = 0.05 * torch.randn_like(stem[:, 2:5])
+    meta = dict(single.metadata, architecture=model.config.to_dict())
+    meta["normalization"] = qpi_rule(extra_alphas=QPI_TIE_EXTRA_ALPHAS)
+    loaded = LoadedModel(model=model, metadata=validate_metadata(meta), sha256=None, path=None)
+    module = script_reconstruction(
+        loaded, n_samples=SAMPLES, steps=STEPS, sampler="ancestral", eta=0.0, seed=3
+    )
+    module.save(str(tmp_path / "net.pt"))
+    net = _jit_load(str(tmp_path / "net.pt"))
+    image = _image("qpi")
+    mean, std = (t.numpy() for t in net(torch.from_numpy(image[None])))
+    ref = _reference(loaded, image)
+    span = float(np.ptp(ref.mean))
+    assert float(np.max(np.abs(mean[0, 0] - ref.mean))) <= CHECK_TOLERANCE * span
+    assert float(np.max(np.abs(std[0, 0] - ref.std))) <= CHECK_TOLERANCE * span
