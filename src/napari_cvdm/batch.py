@@ -361,11 +361,13 @@ def connect(
             dashboard_address=None,
             silence_logs=logging.ERROR,
         )
-        return distributed.Client(cluster, timeout=timeout), cluster
+        return distributed.Client(cluster, timeout=timeout, set_as_default=False), cluster
     if n_workers is not None:
         raise InputError("--dask-workers applies to --dask-scheduler local only")
     try:
-        client = distributed.Client(str(address), timeout=timeout)
+        # not the process's default dask scheduler: tasks go to the client explicitly, and a
+        # failed connection must not leave later dask work (lazy OME-Zarr reads) pointing at it
+        client = distributed.Client(str(address), timeout=timeout, set_as_default=False)
     except Exception as exc:  # OSError, TimeoutError, ValueError for a malformed address
         if isinstance(exc, OSError | TimeoutError | ValueError) and str(exc):
             reason = str(exc).splitlines()[0]
