@@ -1,6 +1,7 @@
 """Training settings shared by `napari-cvdm train` and the Train widget: defaults and files.
 
-The defaults are defined here once, so the CLI and the widget start the same run. A settings
+The defaults are defined once in :mod:`napari_cvdm.defaults` (:data:`TRAIN_DEFAULTS`, re-exported
+here), so the CLI and the widget start the same run. A settings
 file is JSON (``{"napari_cvdm_train_settings": 1, "task": "sr", "steps": 2000, ...}``); the
 widget's **Save settings…** writes one and ``napari-cvdm train --config FILE`` reads it (flags
 given on the command line win), and ``--save-config FILE`` writes the CLI's settings for the
@@ -16,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .defaults import TRAIN_DEFAULTS
 from .errors import InputError
 
 __all__ = [
@@ -27,19 +29,6 @@ __all__ = [
 ]
 
 FORMAT_KEY = "napari_cvdm_train_settings"
-
-#: one set of defaults for the CLI and the widget: a first run on a laptop CPU takes about an
-#: hour (the run prints its measured estimate before step 1); raise steps and patch on a GPU
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "steps": 2000,
-    "batch": 8,
-    "patch": 64,
-    "lr_schedule": "cosine",
-    "preset": "small",
-    "val_every": 100,
-    "val_fraction": 0.2,
-    "ckpt_every": 500,
-}
 
 #: key -> accepted JSON types (None allowed where the CLI has no value by default)
 SETTING_TYPES: dict[str, tuple[type, ...]] = {

@@ -369,7 +369,7 @@ def open_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
         z = letters.find("Z")
         if z in keep and units[z] == "micrometer" and scale[z] > 0:
             pixel = (float(scale[z]), *pixel)
-    from .io import PROVENANCE_KEY
+    from .imagemeta import PROVENANCE_KEY
 
     stored = _read_attrs(folder)
     extra: dict[str, Any] = {
@@ -399,7 +399,7 @@ def open_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
 
 def read_ome_zarr(path: str | os.PathLike) -> tuple[Any, Any]:
     """``(dask array, io.ImageMetadata)`` of the OME-Zarr image at ``path`` (lazy, level 0)."""
-    from .io import ImageMetadata
+    from .imagemeta import ImageMetadata
 
     image = open_ome_zarr(path)
     return image.data, ImageMetadata(image.pixel_size_um, image.axes, image.extra)
@@ -466,7 +466,7 @@ def write_ome_zarr(
         ``path``: written into ``.<name>.ncvdm-<host>-<pid>-<rand>.set`` next to it, then renamed.
     """
     from .fsutil import replace_path, temp_dir
-    from .io import PROVENANCE_KEY, _json_default, _pixel_tuple
+    from .imagemeta import PROVENANCE_KEY, _json_default, _pixel_tuple
 
     require_zarr()
     import dask

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..defaults import SAMPLER, SAMPLES, SAMPLING_STEPS
+from ..defaults import SAMPLER, SAMPLERS, SAMPLES, SAMPLING_STEPS
 
 __all__ = ["add_parser", "run"]
 
@@ -48,7 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sampler",
-        choices=("ancestral", "ddim"),
+        choices=SAMPLERS,
         default=SAMPLER,
         help=f"reverse sampler (default {SAMPLER})",
     )

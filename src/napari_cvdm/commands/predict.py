@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..defaults import SAMPLER, SAMPLES, SAMPLING_STEPS
+from ..defaults import ETA, SAMPLER, SAMPLERS, SAMPLES, SAMPLING_STEPS
 from ..errors import InputError, UserError
 
 __all__ = [
@@ -89,13 +89,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=SAMPLING_STEPS,
         help=f"reverse diffusion steps (default {SAMPLING_STEPS})",
     )
-    parser.add_argument("--sampler", choices=("ancestral", "ddim"), default=SAMPLER)
+    parser.add_argument("--sampler", choices=SAMPLERS, default=SAMPLER)
     parser.add_argument(
         "--raw-std",
         action="store_true",
         help="write the raw multi-sample std instead of the model's calibrated std",
     )
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
+    parser.add_argument("--eta", type=float, default=ETA, help="DDIM eta (0 = deterministic)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
@@ -389,7 +389,7 @@ def write_outputs(
 
 def reconstruct_file(events: Iterator[Any], label: str, stream: Any = None) -> Any:
     """Drain a ``reconstruct`` generator with a progress bar; returns the ``Reconstruction``."""
-    from ..workflows.events import Finished, PartialResult, Progress
+    from ..events import Finished, PartialResult, Progress
     from ._progress import ProgressBar
 
     bar = ProgressBar(label, stream)

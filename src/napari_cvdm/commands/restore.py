@@ -137,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.modelfile import load_model
     from ..engine.registry import resolve_model
     from ..engine.threads import resolve_threads
+    from ..events import Finished, Progress
     from ..fsutil import refuse_existing
     from ..outputset import OutputSet, sweep
-    from ..workflows.events import Finished, Progress
     from ..workflows.restore import Noise, Optics, RestoreParams
     from ._progress import ProgressBar
     from .predict import check_output_dir, output_name

@@ -19,10 +19,15 @@ from typing import Any, TextIO
 __all__ = ["ProgressBar", "add_parser", "run"]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``train`` subcommand."""
-    from ..train_settings import TRAIN_DEFAULTS as D  # shared with the Train widget
+def _sci(value: float) -> str:
+    """``1e-4`` style for a learning rate in the help."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``train`` subcommand (its options in groups, defaults from
+    :mod:`napari_cvdm.defaults`, shared with the Train widget)."""
     parser = subparsers.add_parser(
         "train",
         help="train or fine-tune a model (synthetic physics data or paired folders)",
@@ -34,6 +39,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "widget's; the measured time of the run is printed before step 1."
         ),
     )
+    _add_run_options(parser)
+    _add_optimiser_options(parser)
+    _add_checkpoint_options(parser)
+    _add_data_options(parser)
+    _add_output_options(parser)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Settings files, the task, the data, the output and the base model."""
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -67,6 +82,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="when fine-tuning, keep the learned schedule fixed",
     )
+
+
+def _add_optimiser_options(parser: argparse.ArgumentParser) -> None:
+    """Steps, batch, patch, learning rate and its schedule, network size."""
+    from ..defaults import FINETUNE_LR, LR, LR_MIN_FRACTION, LR_SCHEDULES, PRESETS
+    from ..defaults import TRAIN_DEFAULTS as D
+
     parser.add_argument(
         "--steps",
         type=int,
@@ -83,21 +105,30 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"patch side on the target grid, multiple of 8 (default {D['patch']})",
     )
     parser.add_argument(
-        "--lr", type=float, help="learning rate (default 1e-4; 3e-5 when fine-tuning)"
+        "--lr",
+        type=float,
+        help=f"learning rate (default {_sci(LR)}; {_sci(FINETUNE_LR)} when fine-tuning)",
     )
     parser.add_argument(
         "--lr-schedule",
-        choices=("constant", "cosine"),
+        choices=LR_SCHEDULES,
         default=D["lr_schedule"],
-        help="after the warm-up: cosine decay to 0.1x the peak rate at --steps, or the constant "
-        f"peak rate (default {D['lr_schedule']})",
+        help=f"after the warm-up: cosine decay to {LR_MIN_FRACTION:g}x the peak rate at --steps, "
+        f"or the constant peak rate (default {D['lr_schedule']})",
     )
     parser.add_argument(
         "--preset",
-        choices=("tiny", "small", "base"),
+        choices=PRESETS,
         default=D["preset"],
         help=f"network size (default {D['preset']})",
     )
+
+
+def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """Resume, checkpoints, device, validation, seed, weight precision."""
+    from ..defaults import TRAIN_DEFAULTS as D
+    from ..defaults import VAL_COUNT, VAL_STEPS
+
     parser.add_argument(
         "--resume", metavar="CKPT", help="continue exactly from a checkpoint (MODEL.ckpt)"
     )
@@ -119,9 +150,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=D["val_fraction"],
         help=f"share of a folder's pairs kept for validation (default {D['val_fraction']})",
     )
-    parser.add_argument("--val-count", type=int, default=4, help="validation patches (default 4)")
     parser.add_argument(
-        "--val-steps", type=int, default=10, help="sampling steps in validation (default 10)"
+        "--val-count",
+        type=int,
+        default=VAL_COUNT,
+        help=f"validation patches (default {VAL_COUNT})",
+    )
+    parser.add_argument(
+        "--val-steps",
+        type=int,
+        default=VAL_STEPS,
+        help=f"sampling steps in validation (default {VAL_STEPS})",
     )
     parser.add_argument(
         "--ckpt-every",
@@ -133,6 +172,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--fp16", action="store_true", help="store the model's weights in float16 (half the size)"
     )
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The condition's prior channels, synthetic data and the data's physics."""
     parser.add_argument(
         "--sr-prior",
         choices=("auto", "none", "rl"),
@@ -170,6 +213,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ("--dz", "dz_um", "QPI plane offset ±dz in µm (default 1.0)"),
     ):
         parser.add_argument(flag, type=float, dest=f"physics_{key}", metavar="X", help=text)
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    """Threads, the model's name and description, progress, overwriting."""
     parser.add_argument(
         "--threads", type=int, help="CPU threads for torch (default: torch's choice)"
     )
@@ -183,7 +230,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="replace an existing model, checkpoint and logs (without --resume they are refused)",
     )
-    return parser
 
 
 #: parsed option -> napari_cvdm.limits name
@@ -583,7 +629,7 @@ def _output_set(config: Any, csv_path: Any, png_path: Any) -> Any:
 def _consume(config: Any, out_set: Any, history: Any, bar: Any, flush_logs: Any, show: bool) -> Any:
     """Run the trainer, feeding the history, the bar and the logs; the ``Finished`` event, or
     None when the run diverged."""
-    from ..workflows.events import Finished, LossReport, Validation
+    from ..events import Finished, LossReport, Validation
     from ..workflows.train import train
 
     stop = threading.Event()

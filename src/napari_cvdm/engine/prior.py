@@ -213,7 +213,7 @@ def make_untrained_prior(preset: str = "tiny", seed: int = 0, pixel_size_um: flo
     """A ``LoadedModel`` of a random-weight prior, for tests and demos (results meaningless).
 
     Its name starts with "UNTRAINED" and ``training.untrained`` is true."""
-    from ..workflows.prior_train import PRIOR_NORMALIZATION
+    from ..tasks.restore import PRIOR_NORMALIZATION
     from .modelfile import FORMAT, FORMAT_VERSION, LoadedModel, validate_metadata
 
     with torch.random.fork_rng(devices=[]):

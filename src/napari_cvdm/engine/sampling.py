@@ -1,9 +1,14 @@
-"""Reverse-diffusion samplers for CVDM (cvdm.md §5–7).
+"""Reverse-diffusion sampling for CVDM: the driver of the registered samplers.
 
-The step rules are short pure functions over per-pixel ``log γ`` maps; :func:`sample` drives them as
-a generator that yields :class:`~napari_cvdm.workflows.events.Progress` after every reverse step and
-a :class:`SampleGroup` after each group of samples, so the GUI, the CLI and the tests consume one
-event stream and can stop it between steps with ``generator.close()``.
+The step rules live in :mod:`~napari_cvdm.engine.samplers` (a name → short-function table);
+:func:`sample` evaluates the denoiser (tiled when the memory budget needs it) as a closure and
+applies a rule per step, as a generator that yields :class:`~napari_cvdm.events.Progress` after
+every reverse step and a :class:`SampleGroup` after each group of samples, so the GUI, the CLI
+and the tests consume one event stream and can stop it between steps with
+``generator.close()``. :func:`sample` is a chain of named steps: check the options
+(:func:`_check_options`), plan tiles and groups (:func:`_denoiser_plan`), build the denoiser call
+(:func:`_denoiser_call`), the λ map (:func:`_frame_lambda`), the ŷ_0 clamp (:func:`_clamp`) and
+the reverse step (:func:`_reverse_step`), then run the groups (:func:`_groups`).
 
 Time grid: ``1 = t_N > … > t_0 = 0`` (uniform). The last step goes to ``s = 0`` where ``γ = 1``
 exactly (ρ(0) = 0), so the result is ŷ_0 with no residual noise. Samples are in model target units:
@@ -22,15 +27,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_cvdm.defaults import SAMPLING_STEPS
-from napari_cvdm.errors import InputError
-from napari_cvdm.workflows.events import Progress
-
+from ..defaults import ETA, SAMPLER, SAMPLING_STEPS
+from ..errors import InputError
+from ..events import Progress
 from . import schedule as sch
 from .group_sizer import REFRESH_S, GroupSizer
+from .samplers import SAMPLERS, Sampler, ancestral_step, ddim_step, get_sampler
 from .tiling import tiled_apply
 
-SAMPLERS = ("ddim", "ancestral")
+__all__ = [
+    "SAMPLERS",
+    "BatchPlan",
+    "SampleGroup",
+    "ancestral_step",
+    "ddim_step",
+    "denoised_bound",
+    "frame_seed",
+    "lambda_map_tiled",
+    "plan_batches",
+    "sample",
+    "sample_all",
+    "sample_generator",
+    "sample_seed",
+    "time_grid",
+]
 
 
 @dataclass(frozen=True)
@@ -59,8 +79,7 @@ class BatchPlan:
     max_batch: int
 
 
-# ----------------------------------------------------------------------------- pure step rules
-
+# ----------------------------------------------------------------------------- step rules
 
 #: clamp of the absolute denoised estimate for models whose targets span [−1, 1]
 DEFAULT_DENOISED_BOUND = 1.5
@@ -75,65 +94,6 @@ def denoised_bound(model: Any) -> float:
 def time_grid(steps: int) -> torch.Tensor:
     """Uniform grid ``[t_N = 1, …, t_0 = 0]`` of ``steps + 1`` times, descending."""
     return torch.linspace(1.0, 0.0, steps + 1)
-
-
-def _posterior(
-    y_t: torch.Tensor,
-    eps_hat: torch.Tensor,
-    log_gamma_t: torch.Tensor,
-    log_gamma_s: torch.Tensor,
-    y0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """ŷ_0, posterior mean and variance of q(y_s | y_t, ŷ_0), a_s, σ_s² and the ε̂ consistent with
-    ŷ_0 (all broadcast). ``y0_bounds`` (low, high) clamps ŷ_0 to the range the training targets
-    span (the standard "clip the denoised estimate" of DDPM sampling): at high noise ŷ_0 divides by
-    a tiny a_t, and a few pixels would otherwise run away over the steps."""
-    a_t = torch.exp(0.5 * log_gamma_t)
-    a_s = torch.exp(0.5 * log_gamma_s)
-    var_t = -torch.expm1(log_gamma_t)  # σ_t² = 1 − γ_t
-    var_s = -torch.expm1(log_gamma_s)  # σ_s² = 1 − γ_s (0 at s = 0)
-    var_ts = -torch.expm1(log_gamma_t - log_gamma_s)  # σ²_ts = σ_t² − a_ts² σ_s² = 1 − γ_t/γ_s
-    a_ts = torch.exp(0.5 * (log_gamma_t - log_gamma_s))
-    y0_hat = (y_t - var_t.sqrt() * eps_hat) / a_t
-    if y0_bounds is not None:
-        y0_hat = torch.minimum(torch.maximum(y0_hat, y0_bounds[0]), y0_bounds[1])
-        eps_hat = (y_t - a_t * y0_hat) / var_t.sqrt().clamp_min(1e-12)
-    mean = (a_ts * var_s / var_t) * y_t + (a_s * var_ts / var_t) * y0_hat
-    var = var_ts * var_s / var_t
-    return y0_hat, mean, var, a_s, var_s, eps_hat
-
-
-def ancestral_step(
-    y_t: torch.Tensor,
-    eps_hat: torch.Tensor,
-    log_gamma_t: torch.Tensor,
-    log_gamma_s: torch.Tensor,
-    noise: torch.Tensor | None,
-    y0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """``y_s = mean + sqrt(var)·z`` from level t to s < t. ``noise`` z ~ N(0, I) like ``y_t``
-    (may be None only when ``var = 0``, i.e. s = 0)."""
-    _, mean, var, _, _, _ = _posterior(y_t, eps_hat, log_gamma_t, log_gamma_s, y0_bounds)
-    return mean if noise is None else mean + var.sqrt() * noise
-
-
-def ddim_step(
-    y_t: torch.Tensor,
-    eps_hat: torch.Tensor,
-    log_gamma_t: torch.Tensor,
-    log_gamma_s: torch.Tensor,
-    eta: float = 0.0,
-    noise: torch.Tensor | None = None,
-    y0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """``y_s = a_s ŷ_0 + sqrt(σ_s² − η² var)·ε̂ + η sqrt(var)·z`` (deterministic for η = 0)."""
-    y0_hat, _, var, a_s, var_s, eps_hat = _posterior(
-        y_t, eps_hat, log_gamma_t, log_gamma_s, y0_bounds
-    )
-    y_s = a_s * y0_hat + (var_s - eta * eta * var).clamp_min(0.0).sqrt() * eps_hat
-    if eta > 0 and noise is not None:
-        y_s = y_s + eta * var.sqrt() * noise
-    return y_s
 
 
 # ----------------------------------------------------------------------------- planning
@@ -301,64 +261,33 @@ def _check_condition(model, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def sample(
-    model,
-    x: torch.Tensor,
-    *,
-    n_samples: int = 1,
-    steps: int = SAMPLING_STEPS,
-    sampler: str = "ddim",
-    eta: float = 0.0,
-    seed: int = 0,
-    tile: int | None = None,
-    tile_overlap: int | None = None,
-    memory_budget_mb: float | None = None,
-    group_size: int | None = None,
-    channels_last: bool | None = None,
-    clip_denoised: float | str | None = "model",
-    lam: torch.Tensor | None = None,
-    refresh_s: float = REFRESH_S,
-) -> Generator[Progress | SampleGroup, None, torch.Tensor]:
-    """Draw ``n_samples`` samples of y_0 given one condition ``x`` (C_x, H, W) or (1, C_x, H, W).
+def frame_seed(seed: int, frame: int) -> int:
+    """A distinct, reproducible sampler seed per frame of a stack (frame 0 of a stack and the
+    same 2-D image alone get the same seed): what ``workflows.predict`` and the TorchScript
+    export pass as ``seed`` for frame ``frame``."""
+    state = np.random.SeedSequence([int(seed), int(frame)]).generate_state(1)
+    return int(state[0])
 
-    Yields ``Progress(step, total, "sampling")`` after every reverse step of a group, counted in
-    sample-steps (a step of a group of g samples advances ``step`` by g; ``total = n_samples ×
-    steps``, reached by the last event), and a :class:`SampleGroup` after each group; returns all
-    samples (n, C_y, H, W) on the CPU. ``sampler`` is ``"ddim"`` (with ``eta``) or
-    ``"ancestral"``. Same ``seed`` → same samples on the same device, whatever the grouping
-    (noise is drawn per sample from CPU generators). ``group_size``: fixed samples per group, or
-    None (default): the first group is one sample and later sizes follow the measured throughput
-    (:class:`~napari_cvdm.engine.group_sizer.GroupSizer`, groups of at most ``refresh_s``
-    seconds when that costs no throughput). ``tile``/``tile_overlap``/``memory_budget_mb``: see
-    :func:`plan_batches` (budget default: :func:`~napari_cvdm.engine.tile_plan.
-    default_memory_budget_mb`). ``lam``: a precomputed λ map (1, C_y, H, W) (e.g. from
-    :func:`lambda_map_tiled`), else it is computed here, tiled the same way; ρ once on the time
-    grid. Runs under ``torch.inference_mode`` (only while computing, never across a ``yield``);
-    bf16 autocast on CUDA; channels-last memory format on CUDA and CPU unless
-    ``channels_last=False`` (this converts the model's conv weights in place; values are
-    unchanged). ``clip_denoised`` (None turns it off): each step clamps ŷ_0 so that the absolute
-    estimate (ŷ_0 plus the residual's offset channel) stays in [−c, c]. ``"model"`` (default)
-    takes c from the model's ``config.extra["denoised_bound"]``, else 1.5.
-    """
-    from .tile_plan import default_memory_budget_mb
 
-    if clip_denoised == "model":
-        clip_denoised = denoised_bound(model)
-    if sampler not in SAMPLERS:
-        raise InputError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
+def _check_options(sampler: str, steps: int, n_samples: int, eta: float) -> Sampler:
+    """The registered sampler, after checking the step and sample counts and η."""
+    spec = get_sampler(sampler)
     if int(steps) < 1 or int(n_samples) < 1:
         raise InputError(f"steps ({steps}) and n_samples ({n_samples}) must both be >= 1")
     if eta < 0:
         raise InputError(f"eta must be >= 0 (0 = deterministic DDIM), got {eta}")
-    steps, n_samples = int(steps), int(n_samples)
-    device = _model_device(model)
-    x = _check_condition(model, torch.as_tensor(x, dtype=torch.float32)).to(device)
-    height, width = x.shape[-2:]
-    if memory_budget_mb is None:
-        memory_budget_mb = default_memory_budget_mb(device)
-    plan = plan_batches(
-        height,
-        width,
+    return spec
+
+
+def _denoiser_plan(
+    model: Any, x: torch.Tensor, n_samples: int, memory_budget_mb: float,
+    tile: int | None, tile_overlap: int | None, group_size: int | None,
+) -> BatchPlan:  # fmt: skip
+    """:func:`plan_batches` for the denoiser of ``model`` on the condition ``x``: its activation
+    bytes per pixel, receptive radius (the tile overlap) and stride (the tile multiple)."""
+    return plan_batches(
+        x.shape[-2],
+        x.shape[-1],
         n_samples,
         model.denoiser.activation_bytes_per_pixel(),
         memory_budget_mb,
@@ -368,14 +297,18 @@ def sample(
         halo=model.denoiser.receptive_radius(),
         multiple=model.denoiser.stride,
     )
-    memory_format = _memory_layout(model, device, channels_last)
+
+
+def _denoiser_call(model: Any, device: torch.device, memory_format: Any) -> Any:
+    """``call(y_t, x, log_snr, global_log_snr) -> ε̂`` float32: the network in the run's memory
+    layout, under bf16 autocast on CUDA (what :func:`tiled_apply` evaluates per tile)."""
     autocast = (
         (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
         if device.type == "cuda"
         else nullcontext
     )
 
-    def denoise(y_t, cond, log_snr, global_log_snr):
+    def call(y_t, cond, log_snr, global_log_snr):
         with autocast():
             return model.denoise(
                 y_t.contiguous(memory_format=memory_format),
@@ -384,39 +317,55 @@ def sample(
                 global_log_snr,
             ).float()
 
+    return call
+
+
+def _frame_lambda(model: Any, x: torch.Tensor, lam: Any, **tiling: Any) -> torch.Tensor:
+    """The λ map (1, C_y, H, W) on the condition's device: ``lam`` if given (checked), else
+    computed by :func:`lambda_map_tiled` with ``tiling``."""
+    height, width = x.shape[-2:]
     if lam is None:
-        lam = lambda_map_tiled(
-            model,
-            x,
-            tile=tile,
-            overlap=tile_overlap,
-            memory_budget_mb=memory_budget_mb,
-            channels_last=channels_last,
-        )
-    lam = torch.as_tensor(lam).to(device=device, dtype=torch.float32)
+        lam = lambda_map_tiled(model, x, **tiling)
+    lam = torch.as_tensor(lam).to(device=x.device, dtype=torch.float32)
     if lam.shape != (1, model.config.target_channels, height, width):
         raise InputError(
             f"lambda map of shape {tuple(lam.shape)} does not fit the condition; expected "
             f"(1, {model.config.target_channels}, {height}, {width})"
         )
+    return lam
+
+
+def _clamp(model: Any, x: torch.Tensor, clip_denoised: float | None) -> Any:
+    """``bounds(rows)``: the ŷ_0 clamp of the rows ``rows`` (made per band: no image-sized pair
+    is held), or None when ``clip_denoised`` is None. Residual models clamp the absolute
+    estimate, so the bounds move with the residual's base (the condition's first C_y
+    channels)."""
     with torch.inference_mode():
-        rho_grid = model.rho(time_grid(steps).to(device)).float()  # (steps + 1,)
-        c_y = model.config.target_channels
-        offset = x[:, :c_y] if model.config.residual else None
+        offset = x[:, : model.config.target_channels] if model.config.residual else None
 
     def bounds(rows: slice) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The ŷ_0 clamp of the rows ``rows`` (made per chunk: no image-sized pair is held)."""
         if clip_denoised is None:
             return None
         c = float(clip_denoised)
         if offset is None:
-            zero = torch.zeros((), device=device)
+            zero = torch.zeros((), device=x.device)
             return (zero - c, zero + c)
         part = offset[..., rows, :]
         return (-c - part, c - part)
 
+    return bounds
+
+
+def _reverse_step(
+    denoise: Any, spec: Sampler, x: torch.Tensor, lam: torch.Tensor, rho_grid: torch.Tensor,
+    plan: BatchPlan, bounds: Any, eta: float,
+) -> Any:  # fmt: skip
+    """``step(y, k, noise) -> y``: one reverse step t_k → t_{k+1} of a group of samples, in
+    place: ε̂ from the (tiled) denoiser closure, then the sampler's rule on bands of rows."""
+    height, width = x.shape[-2:]
+
     @torch.inference_mode()
-    def reverse_step(y, k, noise):
+    def step(y, k, noise):
         log_snr = sch.log_snr(lam, rho_grid[k])
         global_log_snr = log_snr.mean().reshape(1).expand(y.shape[0])
         eps_hat = tiled_apply(
@@ -438,14 +387,20 @@ def sample(
             log_gamma_s = sch.log_gamma(lam_rows, rho_grid[k + 1])
             z = None if noise is None else noise[..., rows, :]
             args = (y[..., rows, :], eps_hat[..., rows, :], log_gamma_t, log_gamma_s)
-            if sampler == "ancestral":
-                y[..., rows, :] = ancestral_step(*args, z, bounds(rows))
-            else:
-                y[..., rows, :] = ddim_step(*args, eta, z, bounds(rows))
+            y[..., rows, :] = spec.rule(*args, z, bounds(rows), eta)
         return y
 
-    target_shape = (model.config.target_channels, height, width)
-    needs_noise = sampler == "ancestral" or eta > 0
+    return step
+
+
+def _groups(
+    step: Any, *, n_samples: int, steps: int, seed: int, target_shape: tuple[int, ...],
+    device: torch.device, noisy: bool, plan: BatchPlan, refresh_s: float,
+) -> Generator[Progress | SampleGroup, None, torch.Tensor]:  # fmt: skip
+    """Run ``step`` over the groups of samples: yields ``Progress`` per reverse step (in
+    sample-steps) and a :class:`SampleGroup` per group; returns all samples on the CPU. Each
+    sample draws its initial noise and its per-step noise (when ``noisy``, every step but the
+    last) from its own seeded CPU generator."""
     total = n_samples * steps
     sizer = None
     if plan.group_size is None:
@@ -462,8 +417,8 @@ def sample(
         y = _draw(generators, target_shape, device)
         for k in range(steps):
             last = k == steps - 1
-            noise = _draw(generators, target_shape, device) if needs_noise and not last else None
-            y = reverse_step(y, k, noise)
+            noise = _draw(generators, target_shape, device) if noisy and not last else None
+            y = step(y, k, noise)
             spent += time.perf_counter() - clock
             yield Progress(
                 step=start * steps + (k + 1) * (stop - start), total=total, stage="sampling"
@@ -478,6 +433,88 @@ def sample(
         yield SampleGroup(samples=samples, done=stop, total=n_samples)
         start = stop
     return torch.cat(finished)
+
+
+def sample(
+    model,
+    x: torch.Tensor,
+    *,
+    n_samples: int = 1,
+    steps: int = SAMPLING_STEPS,
+    sampler: str = SAMPLER,
+    eta: float = ETA,
+    seed: int = 0,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    memory_budget_mb: float | None = None,
+    group_size: int | None = None,
+    channels_last: bool | None = None,
+    clip_denoised: float | str | None = "model",
+    lam: torch.Tensor | None = None,
+    refresh_s: float = REFRESH_S,
+) -> Generator[Progress | SampleGroup, None, torch.Tensor]:
+    """Draw ``n_samples`` samples of y_0 given one condition ``x`` (C_x, H, W) or (1, C_x, H, W).
+
+    Yields ``Progress(step, total, "sampling")`` after every reverse step of a group, counted in
+    sample-steps (a step of a group of g samples advances ``step`` by g; ``total = n_samples ×
+    steps``, reached by the last event), and a :class:`SampleGroup` after each group; returns all
+    samples (n, C_y, H, W) on the CPU. ``sampler``: a name of :data:`~napari_cvdm.engine.samplers.
+    SAMPLERS` (``"ancestral"``, the default of :mod:`napari_cvdm.defaults`, or ``"ddim"`` with
+    ``eta``). Same ``seed`` → same samples on the same device, whatever the grouping
+    (noise is drawn per sample from CPU generators). ``group_size``: fixed samples per group, or
+    None (default): the first group is one sample and later sizes follow the measured throughput
+    (:class:`~napari_cvdm.engine.group_sizer.GroupSizer`, groups of at most ``refresh_s``
+    seconds when that costs no throughput). ``tile``/``tile_overlap``/``memory_budget_mb``: see
+    :func:`plan_batches` (budget default: :func:`~napari_cvdm.engine.tile_plan.
+    default_memory_budget_mb`). ``lam``: a precomputed λ map (1, C_y, H, W) (e.g. from
+    :func:`lambda_map_tiled`), else it is computed here, tiled the same way; ρ once on the time
+    grid. Runs under ``torch.inference_mode`` (only while computing, never across a ``yield``);
+    bf16 autocast on CUDA; channels-last memory format on CUDA and CPU unless
+    ``channels_last=False`` (this converts the model's conv weights in place; values are
+    unchanged). ``clip_denoised`` (None turns it off): each step clamps ŷ_0 so that the absolute
+    estimate (ŷ_0 plus the residual's offset channel) stays in [−c, c]. ``"model"`` (default)
+    takes c from the model's ``config.extra["denoised_bound"]``, else 1.5.
+    """
+    from .tile_plan import default_memory_budget_mb
+
+    if clip_denoised == "model":
+        clip_denoised = denoised_bound(model)
+    spec = _check_options(sampler, steps, n_samples, eta)
+    steps, n_samples = int(steps), int(n_samples)
+    device = _model_device(model)
+    x = _check_condition(model, torch.as_tensor(x, dtype=torch.float32)).to(device)
+    height, width = x.shape[-2:]
+    if memory_budget_mb is None:
+        memory_budget_mb = default_memory_budget_mb(device)
+    plan = _denoiser_plan(model, x, n_samples, memory_budget_mb, tile, tile_overlap, group_size)
+    denoise = _denoiser_call(model, device, _memory_layout(model, device, channels_last))
+    lam = _frame_lambda(
+        model,
+        x,
+        lam,
+        tile=tile,
+        overlap=tile_overlap,
+        memory_budget_mb=memory_budget_mb,
+        channels_last=channels_last,
+    )
+    with torch.inference_mode():
+        rho_grid = model.rho(time_grid(steps).to(device)).float()  # (steps + 1,)
+    step = _reverse_step(
+        denoise, spec, x, lam, rho_grid, plan, _clamp(model, x, clip_denoised), eta
+    )
+    return (
+        yield from _groups(
+            step,
+            n_samples=n_samples,
+            steps=steps,
+            seed=seed,
+            target_shape=(model.config.target_channels, height, width),
+            device=device,
+            noisy=spec.draws_noise(eta),
+            plan=plan,
+            refresh_s=refresh_s,
+        )
+    )
 
 
 def sample_all(model, x: torch.Tensor, **options) -> torch.Tensor:

@@ -21,7 +21,7 @@ resampling, the model's camera offset, the model's defocus number, no tiling):
    fixed), then for each sample i its own CPU generator seeded with the project's per-sample seed
    (:func:`~napari_cvdm.engine.sampling.sample_seed` of the per-frame seed of frame 0), the
    initial noise and one noise draw per step but the last, the denoiser and the step rules of
-   :mod:`~napari_cvdm.engine.sampling` (:func:`ancestral_step` / :func:`ddim_step`, ŷ₀ clamped
+   :mod:`~napari_cvdm.engine.samplers` (:func:`ancestral_step` / :func:`ddim_step`, ŷ₀ clamped
    to the model's bound around the residual base).
 
 3. **postprocessing**: each sample + its residual base, mapped back to physical units (SR:
@@ -47,7 +47,8 @@ from torch import nn
 
 from . import schedule as sch
 from .cvdm import denoiser_input, noise_level_map
-from .sampling import ancestral_step, ddim_step, denoised_bound, sample_seed, time_grid
+from .samplers import ancestral_step, ddim_step
+from .sampling import denoised_bound, sample_seed, time_grid
 
 __all__ = [
     "TASK_CODES",
@@ -155,8 +156,7 @@ class ScriptedReconstruction(nn.Module):
         std_factor: float,
     ) -> None:
         super().__init__()
-        from ..workflows.predict import _frame_seed
-        from .sampling import SAMPLERS
+        from .sampling import SAMPLERS, frame_seed
 
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
@@ -171,7 +171,7 @@ class ScriptedReconstruction(nn.Module):
         self.ancestral = sampler == "ancestral"
         self.eta = float(eta)
         self.steps = int(steps)
-        frame = _frame_seed(int(seed), 0)
+        frame = frame_seed(int(seed), 0)
         self.seeds = [torch_seed(sample_seed(frame, i)) for i in range(int(n_samples))]
         self.std_factor = float(std_factor)
         with torch.inference_mode():
@@ -331,7 +331,7 @@ def script_reconstruction(
     ``ReconstructionParams.raw_std``). Raises ``ValueError`` for models it cannot script (a
     prior, or SR with the RL prior channel, whose Richardson–Lucy runs in numpy).
     """
-    from ..workflows.calibration import std_scale
+    from .header import std_scale
 
     meta = loaded.metadata
     if meta["task"] not in TASK_CODES:

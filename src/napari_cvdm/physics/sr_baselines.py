@@ -247,10 +247,27 @@ def run_sr_baseline(name: str, widefield_adu: np.ndarray, value=None, **physics:
     return fn(widefield_adu, **physics)
 
 
-def _psnr_minmax(prediction: np.ndarray, target: np.ndarray) -> float:
-    from ..metrics import minmax01, psnr
+def _minmax01(image: np.ndarray) -> np.ndarray:
+    """float64 copy mapped so its minimum is 0 and its maximum 1 (zeros when constant), as
+    ``metrics.minmax01`` (physics does not import the metrics module)."""
+    x = np.asarray(image, dtype=np.float64)
+    lo, hi = float(x.min()), float(x.max())
+    return np.zeros_like(x) if hi <= lo else (x - lo) / (hi - lo)
 
-    return psnr(minmax01(prediction), minmax01(target), data_range=1.0)
+
+def _psnr_minmax(prediction: np.ndarray, target: np.ndarray) -> float:
+    """PSNR (dB, data range 1) of the min–max normalised images, as ``metrics.psnr`` of
+    ``metrics.minmax01`` of both: ``inf`` when they are equal."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    p, g = _minmax01(prediction), _minmax01(target)
+    if p.shape != g.shape:
+        raise InputError(
+            f"prediction and target must have the same shape; got {p.shape} and {g.shape}."
+        )
+    if np.array_equal(p, g):
+        return float("inf")
+    return float(peak_signal_noise_ratio(g, p, data_range=1.0))
 
 
 def _unpack(pair) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

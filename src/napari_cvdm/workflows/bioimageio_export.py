@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import SAMPLER, SAMPLES, SAMPLING_STEPS
+from ..defaults import SAMPLER, SAMPLERS, SAMPLES, SAMPLING_STEPS
 from ..errors import InputError, UserError
 from .bioimageio_doc import documentation, write_cover
 from .bioimageio_package import (
@@ -84,8 +84,10 @@ class ExportSettings:
         check_value("seed", self.seed)
         check_value("eta", self.eta)
         check_value("size", self.test_size, "--test-size")
-        if self.sampler not in ("ancestral", "ddim"):
-            raise InputError(f"--sampler must be 'ancestral' or 'ddim', got {self.sampler!r}")
+        if self.sampler not in SAMPLERS:
+            raise InputError(
+                f"--sampler must be {' or '.join(map(repr, SAMPLERS))}, got {self.sampler!r}"
+            )
         return self
 
 
@@ -182,7 +184,7 @@ def _check_exportable(loaded: Any) -> None:
 
 def _reference(loaded: Any, image: np.ndarray, settings: ExportSettings) -> Any:
     """``reconstruct`` of the test input with the export's sampler (the project's own result)."""
-    from .events import Finished
+    from ..events import Finished
     from .predict import ReconstructionParams, reconstruct
 
     params = ReconstructionParams(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.header import std_scale  # re-exported: the factor lives with the header
 from ..errors import InputError
 
 __all__ = ["COVERAGE", "calibration_record", "fit_model_calibration", "fit_std_scale", "std_scale"]
@@ -66,17 +67,6 @@ def calibration_record(
     }
 
 
-def std_scale(metadata: dict[str, Any], raw: bool = False) -> float:
-    """The factor to apply to a model's std outputs: its calibration scale, or 1 when ``raw``
-    or when the model has none."""
-    if raw:
-        return 1.0
-    record = metadata.get("calibration") or {}
-    scale = record.get("scale", 1.0)
-    ok = isinstance(scale, int | float) and not isinstance(scale, bool) and scale > 0
-    return float(scale) if ok and np.isfinite(scale) else 1.0
-
-
 def fit_model_calibration(
     model: Any,
     pairs: list[tuple[np.ndarray, np.ndarray]],
@@ -92,7 +82,7 @@ def fit_model_calibration(
     truth (SR intensities are relative), and :func:`fit_std_scale` is fitted on all pixels
     except a ``border``. Returns the scale and the pooled ``errors``/``stds`` (1-D float64).
     """
-    from .events import Finished
+    from ..events import Finished
     from .predict import ReconstructionParams, reconstruct
 
     params = ReconstructionParams(

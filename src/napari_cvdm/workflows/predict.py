@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import SAMPLER, SAMPLES, SAMPLING_STEPS
+from ..defaults import ETA, SAMPLER, SAMPLERS, SAMPLES, SAMPLING_STEPS
+from ..engine.header import std_scale
 from ..errors import InputError
-from .calibration import std_scale
-from .events import Finished, PartialResult, Progress
+from ..events import Finished, PartialResult, Progress
 from .task_adapters import make_adapter, upsample_condition
 
 __all__ = [
@@ -58,7 +58,7 @@ class ReconstructionParams:
     n_samples: int = SAMPLES
     steps: int = SAMPLING_STEPS
     sampler: str = SAMPLER
-    eta: float = 0.0
+    eta: float = ETA
     seed: int = 0
     device: str = "auto"
     tile: int | None = None
@@ -81,8 +81,8 @@ class ReconstructionParams:
             (self.n_samples >= 1, f"n_samples must be >= 1, got {self.n_samples}"),
             (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
             (
-                self.sampler in ("ancestral", "ddim"),
-                f"sampler must be 'ancestral' or 'ddim', got {self.sampler!r}",
+                self.sampler in SAMPLERS,
+                f"sampler must be {' or '.join(map(repr, SAMPLERS))}, got {self.sampler!r}",
             ),
             (0.0 <= self.eta <= 1.0, f"eta must be in [0, 1], got {self.eta}"),
             (
@@ -266,6 +266,7 @@ def _run(
     import torch
 
     from ..engine.device import free_device_memory, resolve_device
+    from ..engine.sampling import frame_seed
 
     device = resolve_device(params.device)
     model = loaded.model
@@ -291,7 +292,7 @@ def _run(
             stats = RunningStats()
             stage = f"frame {index + 1}/{frames}" if frames > 1 else "sampling"
             lam = _lambda_map(model, x, params)  # once per frame, tiled like the denoiser
-            seed = _frame_seed(params.seed, index)
+            seed = frame_seed(params.seed, index)
             for event in _sample_frame(model, x, params, seed=seed, lam=lam):
                 if isinstance(event, Progress):
                     done = index * params.n_samples * params.steps + event.step
@@ -328,12 +329,6 @@ def _run(
     finally:
         model.to(home)
         free_device_memory(device)
-
-
-def _frame_seed(seed: int, frame: int) -> int:
-    """A distinct, reproducible sampler seed per frame (frame 0 of a stack = the same 2-D image)."""
-    state = np.random.SeedSequence([int(seed), int(frame)]).generate_state(1)
-    return int(state[0])
 
 
 # --- engine glue --------------------------------------------------------------------------

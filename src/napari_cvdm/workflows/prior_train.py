@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .events import Finished, LossReport, Progress, Validation
+from ..events import Finished, LossReport, Progress, Validation
+from ..tasks.restore import PRIOR_NORMALIZATION, PRIOR_PIXEL_SIZE_UM
 
 __all__ = [
     "PRIOR_NORMALIZATION",
@@ -33,15 +34,6 @@ __all__ = [
     "train_prior",
 ]
 
-#: pixel size of the fluorescence prior's images (the SR simulator's target grid), µm
-PRIOR_PIXEL_SIZE_UM = 0.0313
-#: the normalisation rule stored in prior model files: training images were min–max mapped to
-#: [−1, 1]; at inference (a, s) come from robust percentiles of a classical estimate
-PRIOR_NORMALIZATION = {
-    "task": "prior",
-    "target": {"kind": "minmax", "low": -1.0, "high": 1.0},
-    "inference": {"kind": "percentile", "p_low": 0.1, "p_high": 99.9},
-}
 VALIDATION_SIGMAS = (0.05, 0.2, 0.5, 1.0)
 
 

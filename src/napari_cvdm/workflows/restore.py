@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .events import Finished, Progress
+from ..events import Finished, Progress
 from .restore_problem import DEFAULT_TARGET_FWHM_UM, Noise, Optics, build_problem
 
 __all__ = [

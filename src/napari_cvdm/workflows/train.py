@@ -4,7 +4,8 @@ Events, in order: ``LossReport`` and ``Progress`` after every optimiser step, ``
 ``val_every`` steps (and at the last step), then one ``Finished(path of the model file)``. The CLI
 progress bar, the Train widget's thread worker and the tests consume the same stream.
 
-The loop (cvdm.md §3): AdamW (lr 1e-4, 3e-5 when fine-tuning, no weight decay, linear warm-up),
+The loop (della Maggiora et al., arXiv 2312.02246): AdamW (lr 1e-4, 3e-5 when fine-tuning,
+no weight decay, linear warm-up; ``napari_cvdm.defaults``),
 the model's own loss (stratified t), gradient-norm clip 1.0, an EMA of the weights (0.999, with
 the usual ``(1 + k)/(10 + k)`` warm-up) that is used for validation and for the saved model, bf16
 autocast on CUDA. Every step re-seeds numpy (data) and torch (t, ε) from (seed, step, rank), so a
@@ -30,9 +31,20 @@ from typing import Any
 
 import torch
 
+from ..defaults import (
+    FINETUNE_LR,
+    LR,
+    LR_MIN_FRACTION,
+    LR_SCHEDULE_BEFORE,
+    LR_SCHEDULES,
+    PRESETS,
+    TRAIN_DEFAULTS,
+    VAL_COUNT,
+    VAL_STEPS,
+    WARMUP_STEPS,
+)
 from ..errors import InputError
-from ..train_settings import TRAIN_DEFAULTS
-from .events import Finished, LossReport, Progress, Validation
+from ..events import Finished, LossReport, Progress, Validation
 from .train_support import (
     Prefetcher,
     build_metadata,
@@ -53,8 +65,8 @@ __all__ = [
     "train",
 ]
 
-DEFAULT_LR = 1e-4
-DEFAULT_FINETUNE_LR = 3e-5
+DEFAULT_LR = LR
+DEFAULT_FINETUNE_LR = FINETUNE_LR
 #: sampler clamp of |ŷ_0 + x_up| for SR models (targets in the input's units, see
 #: normalization.normalize_target_to_condition); only a guard against diverging pixels
 SR_DENOISED_BOUND = 6.0
@@ -67,9 +79,6 @@ DEFAULT_SR_PRIOR = False
 DEFAULT_QPI_EXTRA_ALPHAS: tuple[float, ...] = ()
 #: consecutive steps with a non-finite gradient that are skipped before the run counts as diverged
 MAX_SKIPPED_STEPS = 5
-#: ``constant``: the peak rate after warm-up; ``cosine``: half-cosine decay from the peak after
-#: warm-up to ``lr_min_fraction`` × peak at the last step (better final weights for a fixed budget).
-LR_SCHEDULES = ("constant", "cosine")
 
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:
@@ -117,16 +126,16 @@ class TrainConfig:
     checkpoint: str | os.PathLike | None = None
     device: str = "auto"
     val_every: int = TRAIN_DEFAULTS["val_every"]
-    val_count: int = 4
-    val_steps: int = 10
+    val_count: int = VAL_COUNT
+    val_steps: int = VAL_STEPS
     ckpt_every: int = TRAIN_DEFAULTS["ckpt_every"]
     seed: int = 0
     fp16: bool = False
     ema_decay: float = 0.999
     grad_clip: float = 1.0
-    warmup_steps: int = 100
+    warmup_steps: int = WARMUP_STEPS
     lr_schedule: str = TRAIN_DEFAULTS["lr_schedule"]
-    lr_min_fraction: float = 0.1
+    lr_min_fraction: float = LR_MIN_FRACTION
     val_fraction: float = TRAIN_DEFAULTS["val_fraction"]
     name: str | None = None
     description: str = ""
@@ -184,8 +193,9 @@ class TrainConfig:
             )
         if not 0.0 <= self.lr_min_fraction <= 1.0:
             raise InputError(f"lr_min_fraction must be in [0, 1], got {self.lr_min_fraction}")
-        if self.preset not in ("tiny", "small", "base"):
-            raise InputError(f"preset must be tiny, small or base, got {self.preset!r}")
+        if self.preset not in PRESETS:
+            choices = f"{', '.join(PRESETS[:-1])} or {PRESETS[-1]}"
+            raise InputError(f"preset must be {choices}, got {self.preset!r}")
         if self.sr_prior and self.task != "sr":
             raise InputError("the RL prior channel is for SR models; drop --sr-prior for qpi")
         if self.qpi_extra_alphas and self.task != "qpi":
@@ -212,7 +222,8 @@ def check_resume_settings(config: TrainConfig, saved: dict[str, Any], where: Any
         saved_lr = DEFAULT_FINETUNE_LR if saved.get("base_model") else DEFAULT_LR
     pairs = [
         ("learning rate", float(saved_lr), config.learning_rate(), "--lr"),
-        ("lr schedule", saved.get("lr_schedule", "constant"), config.lr_schedule, "--lr-schedule"),
+        ("lr schedule", saved.get("lr_schedule", LR_SCHEDULE_BEFORE), config.lr_schedule,
+         "--lr-schedule"),
         ("freeze schedule", bool(saved.get("freeze_schedule")), config.freeze_schedule,
          "--freeze-schedule"),
     ]  # fmt: skip
@@ -255,14 +266,9 @@ class _LossModule(torch.nn.Module):
 
 
 def _schedule_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """Parameters of the learned schedule (λ network and ρ MLP)."""
-    getter = getattr(model, "schedule_parameters", None)
-    if callable(getter):
-        return list(getter())
-    return [p for n, p in model.named_parameters() if n.split(".")[0] in _SCHEDULE_MODULES]
-
-
-_SCHEDULE_MODULES = ("schedule", "lambda_net", "rho_net", "rate_net", "time_net", "lam", "rho")
+    """Parameters of the learned schedule, the λ network and the ρ MLP (what
+    ``--freeze-schedule`` keeps fixed)."""
+    return [*model.lambda_net.parameters(), *model.rho_net.parameters()]
 
 
 def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -393,27 +399,15 @@ def _stop_requested(stop: Any) -> bool:
     return bool(stop.is_set())
 
 
-def train(
-    config: TrainConfig, stop: Any = None, *, data: Any = None, output_set: Any = None
-) -> Iterator[LossReport | Progress | Validation | Finished]:
-    """Train (or fine-tune, or resume) a CVDM; yields events, ends with ``Finished(model path)``.
+# --- the run, step by step ------------------------------------------------------------------
 
-    ``stop``: a ``threading.Event`` (or a callable returning bool) checked every step; when set
-    the run saves a checkpoint and the model, then finishes with ``cancelled=True``.
-    ``data`` overrides ``config.data`` with a ready data source. ``output_set``: an entered
-    :class:`~napari_cvdm.outputset.OutputSet` holding the model file's name; the model is then
-    written into its staging folder and published when the caller commits the set (with the
-    logs), so a killed run never leaves a model without its logs.
-    """
-    from ..engine.device import resolve_device
-    from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-    from .training_data import make_training_data
 
-    config.validate()
-    dist = distributed_context(config.device, resolve_device)
-    device, rank, world = dist.device, dist.rank, dist.world
-    if config.batch % world:
-        raise InputError(f"batch {config.batch} must be divisible by the {world} processes")
+def _resume_and_options(config: TrainConfig) -> Any:
+    """Load the checkpoint to resume (None without one) and settle the run's condition options
+    (``sr_prior``, ``qpi_extra_alphas``): as given, else as the checkpoint or base model has
+    them, else the defaults; a resumed run must keep the checkpoint's settings."""
+    from .checkpoint import load_checkpoint
+
     resume = load_checkpoint(config.resume) if config.resume else None
     if resume is not None and resume.info.get("task") != config.task:
         raise InputError(
@@ -436,6 +430,14 @@ def train(
             "start a new run without --resume (or match its --sr-prior)",
             _condition_channels(config),
         )
+    return resume
+
+
+def _data_source(config: TrainConfig, data: Any) -> Any:
+    """The run's training data (``data``, else made from ``config.data``), preparing its
+    conditions with the prior channels the model takes."""
+    from .training_data import make_training_data
+
     source = (
         data
         if data is not None
@@ -467,149 +469,238 @@ def train(
                 "needs; give images or a folder, or train with --qpi-priors single"
             )
         adopt(config.qpi_extra_alphas)
-    model, origin = _build_model(config, resume)
-    if config.task == "sr":  # input-scaled targets reach a few units at bright, sharp peaks
-        model.config.extra["denoised_bound"] = SR_DENOISED_BOUND
-    if config.freeze_schedule:
-        for p in _schedule_parameters(model):
-            p.requires_grad_(False)
-    model.to(device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    if resume is not None:
-        ema.load_state_dict(resume.ema_state, strict=True)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    peak_lr = config.learning_rate()
-    optimizer = torch.optim.AdamW(trainable, lr=peak_lr, weight_decay=0.0)
-    start_step, wall_before = 0, 0.0
-    if resume is not None:
-        optimizer.load_state_dict(resume.optimizer_state)
-        restore_rng_state(resume.rng_state)
-        start_step = resume.step
-        wall_before = float(resume.info.get("wall_time_s", 0.0))
-    loss_module = _LossModule(model)
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+    return source
 
-        loss_module = DistributedDataParallel(
-            loss_module, device_ids=[device.index] if device.type == "cuda" else None
+
+class _Run:
+    """One training run's state: the model and its EMA, the optimiser, the data, where it
+    writes, and the counters that checkpoints and the model file record.
+
+    Built in the order the random number generators see it (model initialisation, EMA copy,
+    optimiser and RNG state of a checkpoint, validation batch, prefetcher), so a run resumed
+    from a checkpoint continues bit-for-bit.
+    """
+
+    def __init__(self, config: TrainConfig, source: Any, resume: Any, dist: Any) -> None:
+        from .checkpoint import restore_rng_state
+
+        self.config, self.source, self.dist = config, source, dist
+        self.device, self.rank, self.world = dist.device, dist.rank, dist.world
+        model, self.origin = _build_model(config, resume)
+        if config.task == "sr":  # input-scaled targets reach a few units at bright, sharp peaks
+            model.config.extra["denoised_bound"] = SR_DENOISED_BOUND
+        if config.freeze_schedule:
+            for p in _schedule_parameters(model):
+                p.requires_grad_(False)
+        self.model = model.to(self.device).train()
+        self.ema = copy.deepcopy(model).eval().requires_grad_(False)
+        if resume is not None:
+            self.ema.load_state_dict(resume.ema_state, strict=True)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.trainable, lr=config.learning_rate(), weight_decay=0.0
         )
-    checkpoint = Path(config.checkpoint or checkpoint_path_for(config.output))
-    output = Path(config.output)
-    started = time.perf_counter()
-    state = {"step": start_step, "saved_step": start_step if resume is not None else -1}
-    last_metrics: dict[str, float] = dict(resume.info.get("last_validation", {})) if resume else {}
+        self.start_step, self.wall_before = 0, 0.0
+        if resume is not None:
+            self.optimizer.load_state_dict(resume.optimizer_state)
+            restore_rng_state(resume.rng_state)
+            self.start_step = resume.step
+            self.wall_before = float(resume.info.get("wall_time_s", 0.0))
+        self.loss_module = self._loss_module()
+        self.checkpoint = Path(config.checkpoint or checkpoint_path_for(config.output))
+        self.output = Path(config.output)
+        self.started = time.perf_counter()
+        self.cancelled = False
+        self.step = self.start_step
+        self.saved_step = self.start_step if resume is not None else -1
+        self.bad_steps = 0
+        self.last_metrics: dict[str, float] = (
+            dict(resume.info.get("last_validation", {})) if resume else {}
+        )
+        self.validation = (
+            source.validation_batch(config.patch, config.val_count) if self.rank == 0 else None
+        )
+        self.prefetch = Prefetcher(source, config, self.rank, self.world, self.start_step + 1)
+        self.residual = bool(getattr(model.config, "residual", False))
+        # bf16 autocast on Ampere and newer (capability 8+); older GPUs only emulate bf16: fp32
+        cuda = self.device.type == "cuda"
+        self.autocast = cuda and torch.cuda.get_device_capability(self.device)[0] >= 8
 
-    def wall() -> float:
-        return wall_before + time.perf_counter() - started
+    def _loss_module(self) -> torch.nn.Module:
+        """The loss as a module, wrapped in DistributedDataParallel under torchrun."""
+        module: torch.nn.Module = _LossModule(self.model)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-    def info() -> dict[str, Any]:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            module = DistributedDataParallel(module, device_ids=ids)
+        return module
+
+    def wall(self) -> float:
+        """Training seconds over every run of this checkpoint."""
+        return self.wall_before + time.perf_counter() - self.started
+
+    def info(self) -> dict[str, Any]:
+        """What a checkpoint records besides the weights and optimiser state."""
         return {
-            "task": config.task,
-            "architecture": model.config.to_dict(),
-            "origin": origin,
-            "config": config.to_json(),
-            "data": source.description,
-            "physics": source.physics,
-            "wall_time_s": wall(),
-            "last_validation": last_metrics,
+            "task": self.config.task,
+            "architecture": self.model.config.to_dict(),
+            "origin": self.origin,
+            "config": self.config.to_json(),
+            "data": self.source.description,
+            "physics": self.source.physics,
+            "wall_time_s": self.wall(),
+            "last_validation": self.last_metrics,
         }
 
-    def save_ckpt() -> None:
-        if rank == 0 and state["saved_step"] != state["step"]:
-            save_checkpoint(
-                checkpoint,
-                step=state["step"],
-                model_state=model.state_dict(),
-                ema_state=ema.state_dict(),
-                optimizer_state=optimizer.state_dict(),
-                rng_state=capture_rng_state(),
-                info=info(),
-            )
-            state["saved_step"] = state["step"]
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint (rank 0, once per step)."""
+        from .checkpoint import capture_rng_state, save_checkpoint
 
-    def save_model_file(cancelled: bool) -> Path:
+        if self.rank == 0 and self.saved_step != self.step:
+            save_checkpoint(
+                self.checkpoint,
+                step=self.step,
+                model_state=self.model.state_dict(),
+                ema_state=self.ema.state_dict(),
+                optimizer_state=self.optimizer.state_dict(),
+                rng_state=capture_rng_state(),
+                info=self.info(),
+            )
+            self.saved_step = self.step
+
+    def save_model_file(self, cancelled: bool, output_set: Any) -> Path:
+        """Write the EMA weights as the model file (rank 0), into ``output_set`` if given."""
         from ..engine.modelfile import save_model
 
-        if rank == 0:
+        if self.rank == 0:
             meta = build_metadata(
-                config, source, origin, state["step"], wall(), last_metrics, cancelled
+                self.config,
+                self.source,
+                self.origin,
+                self.step,
+                self.wall(),
+                self.last_metrics,
+                cancelled,
             )
-            target = output if output_set is None else output_set.path(output.name)
-            save_model(target, ema, meta, dtype="float16" if config.fp16 else "float32")
-        return output
+            target = self.output if output_set is None else output_set.path(self.output.name)
+            save_model(target, self.ema, meta, dtype="float16" if self.config.fp16 else "float32")
+        return self.output
 
-    validation = source.validation_batch(config.patch, config.val_count) if rank == 0 else None
-    prefetch = Prefetcher(source, config, rank, world, start_step + 1)
-    residual = bool(getattr(model.config, "residual", False))
-    # bf16 autocast on Ampere and newer (capability 8+); older GPUs only emulate bf16: fp32
-    autocast = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
-    cancelled = False
-    try:
-        for step in range(start_step + 1, config.steps + 1):
-            if dist.any_rank(_stop_requested(stop)):
-                cancelled = True
-                break
-            batch = prefetch.get(step)
-            seed_step(config.seed, step, rank)
-            lr = learning_rate_at(step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = torch.from_numpy(batch.condition).to(device)
-            y = torch.from_numpy(batch.target).to(device)
-            y0 = y - x[:, : y.shape[1]] if residual else y
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                losses = loss_module(x, y0)
-            losses["total"].backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-            report = {k: float(v.detach()) for k, v in losses.items()}
-            report["grad_norm"] = float(grad_norm)
-            if not all(math.isfinite(v) for v in report.values()):
-                # a rare non-finite gradient skips this update (weights and EMA unchanged);
-                # only a run of them, or a non-finite loss, means the run has diverged
-                state["bad_steps"] = state.get("bad_steps", 0) + 1
-                if state["bad_steps"] > MAX_SKIPPED_STEPS or not math.isfinite(report["total"]):
-                    raise FloatingPointError(
-                        f"training diverged at step {step} (losses {report}); lower the "
-                        "learning rate or resume from the last checkpoint"
-                    )
-            else:
-                state["bad_steps"] = 0
-                optimizer.step()
-                _ema_update(ema, model, min(config.ema_decay, (1.0 + step) / (10.0 + step)))
-            optimizer.zero_grad(set_to_none=True)
-            state["step"] = step
+    def optimiser_step(self, step: int) -> tuple[dict[str, float], float]:
+        """One optimiser step: seeded batch, loss, clipped gradient, AdamW and EMA update (a
+        non-finite gradient skips the update). Returns the losses and the learning rate."""
+        config = self.config
+        batch = self.prefetch.get(step)
+        seed_step(config.seed, step, self.rank)
+        lr = learning_rate_at(step, config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x = torch.from_numpy(batch.condition).to(self.device)
+        y = torch.from_numpy(batch.target).to(self.device)
+        y0 = y - x[:, : y.shape[1]] if self.residual else y
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            losses = self.loss_module(x, y0)
+        losses["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, config.grad_clip)
+        report = {k: float(v.detach()) for k, v in losses.items()}
+        report["grad_norm"] = float(grad_norm)
+        if not all(math.isfinite(v) for v in report.values()):
+            # a rare non-finite gradient skips this update (weights and EMA unchanged);
+            # only a run of them, or a non-finite loss, means the run has diverged
+            self.bad_steps += 1
+            if self.bad_steps > MAX_SKIPPED_STEPS or not math.isfinite(report["total"]):
+                raise FloatingPointError(
+                    f"training diverged at step {step} (losses {report}); lower the "
+                    "learning rate or resume from the last checkpoint"
+                )
+        else:
+            self.bad_steps = 0
+            self.optimizer.step()
+            _ema_update(self.ema, self.model, min(config.ema_decay, (1.0 + step) / (10.0 + step)))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step = step
+        return report, lr
+
+    def steps(self, stop: Any) -> Iterator[LossReport | Progress | Validation]:
+        """The optimiser steps from the start (or resumed) step to ``config.steps``, with
+        validation and checkpoints; sets :attr:`cancelled` when stopped."""
+        config = self.config
+        self.cancelled = False
+        for step in range(self.start_step + 1, config.steps + 1):
+            if self.dist.any_rank(_stop_requested(stop)):
+                self.cancelled = True
+                return
+            report, lr = self.optimiser_step(step)
             yield LossReport(step=step, total=config.steps, losses=report, lr=lr)
             yield Progress(step=step, total=config.steps, stage="train")
-            if rank == 0 and (step % config.val_every == 0 or step == config.steps):
-                metrics, preview = run_validation(ema, validation, config, device)
-                last_metrics = metrics
+            if self.rank == 0 and (step % config.val_every == 0 or step == config.steps):
+                metrics, preview = run_validation(self.ema, self.validation, config, self.device)
+                self.last_metrics = metrics
                 yield Validation(step=step, metrics=metrics, preview=preview)
             if step % config.ckpt_every == 0:
-                save_ckpt()
+                self.save_checkpoint()
+
+    def summary(self) -> dict[str, Any]:
+        """The ``Finished`` event's info."""
+        return {
+            "checkpoint": str(self.checkpoint),
+            "steps": self.step,
+            "wall_time_s": self.wall(),
+            "validation": self.last_metrics,
+            "rank": self.rank,
+            "world_size": self.world,
+            "weights_sha256": weights_digest(self.ema),
+        }
+
+    def release_device(self) -> None:
+        """Free device memory before handing back control (CUDA)."""
+        if self.device.type == "cuda":
+            self.model.to("cpu")
+            self.ema.to("cpu")
+            self.optimizer.state.clear()
+            torch.cuda.empty_cache()
+
+
+def train(
+    config: TrainConfig, stop: Any = None, *, data: Any = None, output_set: Any = None
+) -> Iterator[LossReport | Progress | Validation | Finished]:
+    """Train (or fine-tune, or resume) a CVDM; yields events, ends with ``Finished(model path)``.
+
+    ``stop``: a ``threading.Event`` (or a callable returning bool) checked every step; when set
+    the run saves a checkpoint and the model, then finishes with ``cancelled=True``.
+    ``data`` overrides ``config.data`` with a ready data source. ``output_set``: an entered
+    :class:`~napari_cvdm.outputset.OutputSet` holding the model file's name; the model is then
+    written into its staging folder and published when the caller commits the set (with the
+    logs), so a killed run never leaves a model without its logs.
+
+    The steps: check the settings, set up the (distributed) device, load the checkpoint and
+    settle the condition options (:func:`_resume_and_options`), make the data
+    (:func:`_data_source`), build the run (:class:`_Run`), run its optimiser steps
+    (:meth:`_Run.steps`), then write the checkpoint and the model file.
+    """
+    from ..engine.device import resolve_device
+
+    config.validate()
+    dist = distributed_context(config.device, resolve_device)
+    if config.batch % dist.world:
+        raise InputError(f"batch {config.batch} must be divisible by the {dist.world} processes")
+    resume = _resume_and_options(config)
+    run = _Run(config, _data_source(config, data), resume, dist)
+    try:
+        yield from run.steps(stop)
     except KeyboardInterrupt:
-        cancelled = True
+        run.cancelled = True
     except GeneratorExit:
-        prefetch.close()
-        save_ckpt()
+        run.prefetch.close()
+        run.save_checkpoint()
         dist.close()
         raise
     finally:
-        prefetch.close()
-    save_ckpt()
-    path = save_model_file(cancelled)
+        run.prefetch.close()
+    run.save_checkpoint()
+    path = run.save_model_file(run.cancelled, output_set)
     dist.close()
-    summary = {
-        "checkpoint": str(checkpoint),
-        "steps": state["step"],
-        "wall_time_s": wall(),
-        "validation": last_metrics,
-        "rank": rank,
-        "world_size": world,
-        "weights_sha256": weights_digest(ema),
-    }
-    if device.type == "cuda":  # free device memory before handing back control
-        model.to("cpu")
-        ema.to("cpu")
-        optimizer.state.clear()
-        torch.cuda.empty_cache()
-    yield Finished(result=path, cancelled=cancelled, info=summary)
+    summary = run.summary()
+    run.release_device()
+    yield Finished(result=path, cancelled=run.cancelled, info=summary)
