@@ -226,6 +226,47 @@ def test_folder_batch_writes_like_predict_skips_existing_and_overwrites(
     print(f"folder batch of 4 files (2 written): {first:.1f} s")
 
 
+def test_an_input_failing_while_its_bar_is_made_leaves_no_bar(qtbot, monkeypatch):
+    # napari's activity panel processes Qt events while it adds a progress bar, so the events
+    # of an input that fails at once (an unreadable file) and the worker's end can arrive
+    # before ``progress(...)`` returns: that input's bar must still be closed, not left
+    # spinning in the activity panel after the batch
+    import napari.utils
+
+    from napari_cvdm._widgets.batch import BatchRun
+    from napari_cvdm._widgets.batch_job import FileItem, ItemFailed, ItemStarted
+    from napari_cvdm._widgets.common import RunState, RunStatus
+
+    made, ended = [], []
+    run = BatchRun(
+        [FileItem("z.tif", None)], {}, BatchSummary(total=1), None, 1, RunStatus(), ended.append
+    )
+    run.status.update(state=RunState.RUNNING)
+    real = napari.utils.progress
+
+    class ReentrantProgress(real):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+            if len(made) == 1:  # what processEvents delivers while the bar is added
+                run.handle(ItemFailed(0, "z.tif", OSError("not a TIFF file")))
+                run._on_finished()
+
+    monkeypatch.setattr(napari.utils, "progress", ReentrantProgress)
+    run.handle(ItemStarted(0, "z.tif"))
+    assert ended and [n for n, _ in ended[0].failed] == ["z.tif"]
+    assert made and all(bar not in real._all_instances for bar in made)
+    assert run._file is None
+    # an input that is still running keeps its bar
+    run = BatchRun(
+        [FileItem("a.tif", None)], {}, BatchSummary(total=1), None, 1, RunStatus(), ended.append
+    )
+    run.worker = object()
+    run.handle(ItemStarted(0, "a.tif"))
+    assert run._file is made[-1] and run._file in real._all_instances
+    run._file.close()
+
+
 def test_folder_batch_refuses_its_input_folder_as_output(viewer_widget, models, qtbot, tmp_path):
     viewer, widget = viewer_widget
     folder = _folder(tmp_path)

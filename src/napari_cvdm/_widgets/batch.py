@@ -330,7 +330,13 @@ class BatchRun:
         if isinstance(event, ItemStarted):
             self.current = event.index
             self.status.update(step=0, total=0, message=self._label())
-            self._file = progress(total=0, desc=self._label())
+            bar = progress(total=0, desc=self._label())
+            # napari's activity panel processes events while it adds the bar: this input may
+            # have failed (and the batch ended) meanwhile, so keep the bar only if it still runs
+            if self.current == event.index and self.worker is not None:
+                self._file = bar
+            else:
+                bar.close()
         elif isinstance(event, Progress):
             message = f"{self._label()}: {event.stage}"
             self.status.update(step=event.step, total=event.total, message=message)
