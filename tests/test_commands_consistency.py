@@ -49,11 +49,12 @@ def test_baseline_takes_missing_optics_from_a_model_like_predict(tmp_path, model
                  "--model", str(models["sr"]), "--na", "1.4"]) == 0  # fmt: skip
     err = capsys.readouterr().err
     physics = models["sr_physics"]
-    assert (
-        f"note: wf.tif: pixel_size_um {physics['pixel_size_um']:.4g}, wavelength_um "
-        f"{physics['wavelength_um']:.4g}, offset_adu 100 from the model" in err
-    )
-    assert "na " not in err.split("note:")[1]  # the NA given on the command line wins
+    (note,) = [ln for ln in err.splitlines() if "note:" in ln]  # one line, as predict prints
+    assert note.startswith("napari-cvdm baseline: note: wf.tif: ")
+    assert f"pixel {physics['pixel_size_um']:.4g} µm (from the model " in note
+    assert f"λ {physics['wavelength_um']:.4g} µm (from the model " in note
+    assert "camera offset 100 ADU (the training value of the model " in note
+    assert "NA 1.4;" in note and "NA 1.4 (" not in note  # the NA given on the command line wins
     result, meta = read_image(out / "wf_wiener.tif")
     assert result.shape == (64, 64)
     prov = meta.extra["provenance"]["physics"]
@@ -78,7 +79,9 @@ def test_qpi_baseline_takes_wavelength_and_dz_from_the_model(tmp_path, models, c
     assert main(argv) == 0
     physics = models["qpi_physics"]
     err = capsys.readouterr().err
-    assert f"wavelength_um {physics['wavelength_um']:.4g}, dz_um {physics['dz_um']:.4g}" in err
+    assert f"λ {physics['wavelength_um']:.4g} µm (from the model " in err
+    assert f"dz {physics['dz_um']:.4g} µm (from the model " in err
+    assert "pixel 0.21 µm;" in err  # given on the command line
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,24 @@ def test_no_raw_sim_reconstructs_every_frame(tmp_path, model, capsys):
     assert mean.shape == (9, 48, 48)
 
 
+@pytest.mark.parametrize("frames", [9, 15])
+def test_baseline_averages_raw_sim_with_the_same_one_line_note(tmp_path, model, capsys, frames):
+    path, _ = _mrc(tmp_path / f"cell{frames}.mrc", frames)
+    argv = ["baseline", "wiener", str(path), "--output-dir", str(tmp_path / "out"),
+            "--model", str(model)]  # fmt: skip
+    assert main(argv) == 0
+    (note,) = [ln for ln in capsys.readouterr().err.splitlines() if ": note: " in ln]
+    assert note.startswith(f"napari-cvdm baseline: note: cell{frames}.mrc: ")
+    assert f"{frames} raw SIM frames averaged to one widefield image (BioSR convention)" in note
+    assert "pixel 0.0626 µm (the BioSR camera's default)" in note
+    assert "camera offset 100 ADU (the training value of the model" in note
+    # --no-raw-sim: baselines take one frame, and the message counts 15 frames too
+    assert main([*argv, "--no-raw-sim", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "one widefield frame (Y, X) or 9 or 15 raw SIM frames" in err
+    assert err.count("\n") == 1 and "--raw-sim." not in err
+
+
 def test_prepare_input_tri_state():
     stack = np.ones((15, 8, 8), np.float32)
     mrc = type("M", (), {"axes": "IYX", "extra": {"raw_sim_frames": True}})()

@@ -1,13 +1,16 @@
 """`napari-cvdm baseline METHOD INPUT...`: classical SR and phase-retrieval baselines on files.
 
-SR (input: a widefield frame (Y, X) in ADU, or 9 raw SIM frames whose mean is the widefield):
+SR (input: a widefield frame (Y, X) in ADU, or 9 or 15 raw SIM frames whose mean is the
+widefield):
 ``bicubic``, ``wiener`` (K), ``rl`` (iterations) → float32 (2Y, 2X) on the 2× grid in e⁻ per
 pixel (:mod:`napari_cvdm.physics.sr_baselines`). QPI (input: a through-focus stack (Z, Y, X)
 normalised to a background of 1, Z from −dz to +dz): ``tie``, ``tie-dct``, ``us-tie``, ``ctf``
 (α) → phase float32 (Y, X) in rad (:mod:`napari_cvdm.physics.tie`).
 
 Physics comes from the options, else from the provenance of files written by
-``napari-cvdm simulate``, else from the file's pixel size; what is still missing is an error.
+``napari-cvdm simulate``, else from the file's pixel size, else from ``--model``; what is still
+missing is an error. Like ``predict``, one ``note`` line per input says what was assumed (raw
+SIM frames averaged, values from the model or a default) and where each value came from.
 Every input is read and checked before any output is written. No torch, Qt or napari here.
 """
 
@@ -34,8 +37,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "baseline",
         help="run a classical SR or phase-retrieval baseline on image files",
         description=(
-            "SR: bicubic, wiener, rl on widefield frames (ADU; 9-frame raw SIM files are "
-            "averaged). QPI: tie, tie-dct, us-tie, ctf on through-focus stacks normalised to a "
+            "SR: bicubic, wiener, rl on widefield frames (ADU; raw SIM files of 9 or 15 frames "
+            "are averaged). QPI: tie, tie-dct, us-tie, ctf on through-focus stacks normalised to a "
             "background of 1. Writes <name>_<method>.tif into --output-dir (an OME-Zarr "
             "folder <name>_<method>.ome.zarr with --output-format zarr; inputs may be OME-Zarr "
             "folders too). Optics default to the provenance of `napari-cvdm simulate` files and "
@@ -56,7 +59,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--gain", type=float, metavar="ADU/E", help="sr: camera gain (2)")
     parser.add_argument("--k", type=float, help="wiener: regularisation constant K")
     parser.add_argument("--iterations", type=int, help="rl: iterations; us-tie: max iterations")
-    parser.add_argument("--dz", type=float, metavar="UM", help="qpi: plane spacing dz (µm)")
+    parser.add_argument(
+        "--dz",
+        type=float,
+        metavar="UM",
+        help="qpi: the stack's defocus step in µm, as in simulate and predict: 2 planes at ±dz, "
+        "3 or 5 planes at k·dz",
+    )
     parser.add_argument("--alpha", type=float, help="qpi: Tikhonov weight α (pixel units)")
     parser.add_argument(
         "--model",
@@ -125,25 +134,75 @@ def _model_values(args: argparse.Namespace) -> dict[str, Any]:
     return cached
 
 
-def _model_note(path: Path, physics: dict[str, Any], taken: list[str], args: Any) -> None:
-    if taken:
-        model = _model_values(args)
-        said = ", ".join(f"{k} {physics[k]:.4g}" for k in taken)
-        print(f"napari-cvdm baseline: note: {path.name}: {said} from the model {model['name']}",
-              file=sys.stderr)  # fmt: skip
+#: how the note names a value and its unit
+_NOTE_LABELS = {
+    "pixel_size_um": ("pixel", " µm"),
+    "na": ("NA", ""),
+    "wavelength_um": ("λ", " µm"),
+    "dz_um": ("dz", " µm"),
+    "offset_adu": ("camera offset", " ADU"),
+}
 
 
-def _sr_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) -> dict[str, Any]:
+def _note(path: Path, physics: dict[str, Any], sources: dict[str, str], args: Any,
+          frames: int = 0) -> str | None:  # fmt: skip
+    """The one ``note`` line of an input (as ``predict`` prints): raw SIM frames averaged and
+    each value with where it came from; None when everything was given or read from the file.
+    ``sources``: key -> "option", "file", "default" (a convention) or "model"."""
+    if not frames and not any(s in ("model", "default") for s in sources.values()):
+        return None
+    model = _model_values(args).get("name") if getattr(args, "model", None) else None
+    averaged = f"{frames} raw SIM frames averaged to one widefield image (BioSR convention)"
+    parts = [averaged] if frames else []
+    values = []
+    for key in _NOTE_LABELS:  # pixel first, then the optics, as predict says them
+        source, value = sources.get(key), physics.get(key)
+        if source is None or value is None:
+            continue
+        label, unit = _NOTE_LABELS[key]
+        if source == "model":
+            tag = (
+                f" (the training value of the model {model}; --offset if your camera differs)"
+                if key == "offset_adu"
+                else f" (from the model {model})"
+            )
+        elif source == "default":
+            tag = {
+                "pixel_size_um": " (the BioSR camera's default)",
+                "offset_adu": " (the default; --offset if your camera differs)",
+            }.get(key, " (the default)")
+        elif source == "file":
+            tag = " (from the file)"
+        else:
+            tag = ""
+        values.append(f"{label} {float(value):.4g}{unit}{tag}")
+    return f"{path.name}: " + "; ".join(parts + values)
+
+
+def _sources(physics: dict[str, Any], given: dict[str, Any], taken: list[str]) -> dict[str, str]:
+    """Where each value of ``physics`` came from: an option (``given``), the model
+    (``taken``) or the file."""
+    out = {}
+    for key in physics:
+        if key in _NOTE_LABELS and physics[key] is not None:
+            out[key] = "model" if key in taken else "option" if given.get(key) else "file"
+    return out
+
+
+def _sr_job(
+    path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace, frames: int = 0
+) -> dict[str, Any]:
     # raw SIM frames were averaged (or refused) by imagekind.prepare_input, as in predict
     while array.ndim > 2 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2:
+        frames = array.shape[-3] if array.ndim >= 3 else 0
         raise InputError(
-            f"{path}: SR baselines need one widefield frame (Y, X) or 9 raw SIM frames; "
+            f"{path}: SR baselines need one widefield frame (Y, X) or 9 or 15 raw SIM frames; "
             f"got shape {array.shape}"
             + (
-                " (9 planes are averaged as raw SIM only with --raw-sim)."
-                if array.shape[-3:-2] == (9,)
+                f" ({frames} planes are averaged as raw SIM only with --raw-sim)."
+                if frames in (9, 15) and args.raw_sim is not False
                 else "."
             )
         )
@@ -157,12 +216,22 @@ def _sr_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) 
         "offset_adu": _first(args.offset, camera.get("offset_adu")),
         "gain_adu_per_e": _first(args.gain, camera.get("gain_adu_per_e"), 2.0),
     }
+    given = {"pixel_size_um": args.pixel_size, "na": args.na, "wavelength_um": args.wavelength,
+             "offset_adu": args.offset}  # fmt: skip
     model = _model_values(args)  # like predict: what the file does not say, the model does
     taken = [k for k in ("pixel_size_um", "na", "wavelength_um", "offset_adu")
              if physics[k] is None and model.get(k) is not None]  # fmt: skip
     physics.update({k: model[k] for k in taken})
-    physics["offset_adu"] = _first(physics["offset_adu"], 100.0)
-    _model_note(path, physics, taken, args)
+    sources = _sources(physics, given, taken)
+    if physics["offset_adu"] is None:
+        physics["offset_adu"] = 100.0
+        sources["offset_adu"] = "default"
+    if (
+        sources.get("pixel_size_um") == "file"
+        and sim.get("widefield_pixel_size_um") is None
+        and meta.extra.get("pixel_size_source") == "biosr-default"
+    ):
+        sources["pixel_size_um"] = "default"
     missing = [k for k in ("pixel_size_um", "na", "wavelength_um") if physics[k] is None]
     if missing and args.method != "bicubic":
         flags = {"pixel_size_um": "--pixel-size", "na": "--na", "wavelength_um": "--wavelength"}
@@ -174,7 +243,8 @@ def _sr_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) 
     if value is not None and not value > 0:
         raise InputError(f"The {args.method} parameter must be > 0; got {value}.")
     out_px = physics["pixel_size_um"] / 2.0 if physics["pixel_size_um"] else None
-    return {"array": array, "physics": physics, "value": value, "output_pixel_size_um": out_px}
+    return {"array": array, "physics": physics, "value": value, "output_pixel_size_um": out_px,
+            "note": _note(path, physics, sources, args, frames)}  # fmt: skip
 
 
 def _qpi_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -194,10 +264,11 @@ def _qpi_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace)
         "dz_um": dz,
         "pixel_size_um": _first(args.pixel_size, file_px, sim.get("pixel_size_um")),
     }
+    given = {"wavelength_um": args.wavelength, "dz_um": args.dz, "pixel_size_um": args.pixel_size}
     model = _model_values(args)  # like predict: what the file does not say, the model does
     taken = [k for k, v in physics.items() if v is None and model.get(k) is not None]
     physics.update({k: model[k] for k in taken})
-    _model_note(path, physics, taken, args)
+    sources = _sources(physics, given, taken)
     flags = {"wavelength_um": "--wavelength", "dz_um": "--dz", "pixel_size_um": "--pixel-size"}
     missing = [k for k, v in physics.items() if v is None]
     if missing:
@@ -214,6 +285,7 @@ def _qpi_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace)
         "physics": physics,
         "value": args.alpha,
         "output_pixel_size_um": float(physics["pixel_size_um"]),
+        "note": _note(path, physics, sources, args),
     }
 
 
@@ -221,7 +293,7 @@ def prepare_job(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Read one input and resolve its physics; raises :class:`InputError` for anything missing."""
     import numpy as np
 
-    from ..imagekind import prepare_input
+    from ..imagekind import is_raw_sim, prepare_input
     from ..io import read_image
     from .predict import print_warnings
 
@@ -230,8 +302,12 @@ def prepare_job(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     with print_warnings(sys.stderr, "napari-cvdm baseline"):  # one line per note
         # the same rules as predict: RGB refused, raw SIM averaged only when recognised or asked
         raw_sim = args.raw_sim if sr else None  # None: automatic, False: --no-raw-sim
+        frames = int(array.shape[-3]) if sr and is_raw_sim(array, meta, raw_sim) else 0
         array = prepare_input(array, meta, "sr" if sr else "qpi", str(path), raw_sim)
-    job = (_sr_job if sr else _qpi_job)(path, np.asarray(array), meta, args)
+    if sr:
+        job = _sr_job(path, np.asarray(array), meta, args, frames)
+    else:
+        job = _qpi_job(path, np.asarray(array), meta, args)
     job["input"] = path
     return job
 
@@ -290,6 +366,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir.exists() and not args.output_dir.is_dir():
         raise InputError(f"{args.output_dir} is not a folder; choose another --output-dir.")
     check_writable_folder(args.output_dir, "the output folder")  # before any compute
+    for job in jobs:  # what each input assumed, once everything was checked (as predict does)
+        if job.get("note"):
+            print(f"napari-cvdm baseline: note: {job['note']}", file=sys.stderr)
     sweep(args.output_dir)
     for job, out in zip(jobs, outputs):
         result = _compute(job, args)
