@@ -33,6 +33,9 @@ def test_offline_sample_falls_back_to_the_bundled_copy_with_a_note(offline):
         ((array, kwargs),) = _sample_data.biosr_microtubules()
     note = kwargs["metadata"]["note"]
     assert "MT.mrc could not be downloaded" in note and "sha256 checked" in note
+    url = datasets.sample_files()[datasets.BIOSR_MT].url
+    # the URL once, and why (the kind of error), not the URL again in place of the reason
+    assert note.count(url) == 1 and "(MT.mrc from" not in note
     assert array.shape == (256, 256) and array.dtype == np.float32
     expected, _meta = datasets.read_biosr_widefield(REAL_MT_MRC)
     assert np.array_equal(array, expected)  # the same data as the download

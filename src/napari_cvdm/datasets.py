@@ -185,10 +185,16 @@ def fetch_or_bundled(name: str, *, base_url: str | None = None) -> tuple[Path, s
         if copy is None:
             raise
         url = sample_files()[name].url
-        reason = str(exc).split(" (", 1)[0].removeprefix("Could not download ")
+        cause = exc.__cause__
+        if isinstance(cause, ValueError):  # pooch: the download's sha256 did not match
+            reason = "the download did not match its sha256"
+        elif cause is not None:  # offline, proxy, refused connection, ...: the error's kind
+            reason = type(cause).__name__
+        else:
+            reason = "download failed"
         return copy, (
-            f"{name} could not be downloaded ({reason}); opened the identical copy bundled with "
-            f"napari-cvdm ({copy}, sha256 checked) instead of {url}"
+            f"{name} could not be downloaded from {url} ({reason}); opened the identical copy "
+            f"bundled with napari-cvdm instead ({copy}, sha256 checked)"
         )
 
 
