@@ -9,7 +9,7 @@ from napari_cvdm.engine import schedule as sch
 from napari_cvdm.engine.cvdm import CVDM, CVDMConfig, count_parameters, noise_level_map
 from napari_cvdm.engine.sampling import sample_all
 
-LOSS_TERMS = ("diff", "boundary", "prior", "gamma_curvature")
+LOSS_TERMS = ("diff", "boundary", "prior", "gamma_curvature", "x0")
 
 
 @pytest.fixture

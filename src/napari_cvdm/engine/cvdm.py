@@ -65,7 +65,10 @@ class CVDMConfig:
 
     Architecture fields left as ``None`` are filled from ``preset`` (``tiny``/``small``/``base``),
     so ``to_dict()`` always lists the explicit numbers. Loss weights follow the spec table:
-    ``total = w_diff·L_diff + w_boundary·L_boundary + w_prior·L_prior + w_gamma·α·(∂²γ)²``.
+    ``total = w_diff·L_diff + w_boundary·L_boundary + w_prior·L_prior + w_gamma·α·(∂²γ)²``,
+    plus ``w_x0·L_x0`` (0 by default: the paper's loss), the error of the implied estimate
+    ``ŷ0`` — ε errors weighted by 1/SNR = (1 − γ)/γ per pixel, capped at ``x0_weight_cap`` —
+    which puts weight on the noisy early steps where the coarse structure is decided.
     """
 
     condition_channels: int = 1
@@ -91,6 +94,8 @@ class CVDMConfig:
     weight_prior: float = 2.0
     weight_gamma: float = 2.0
     gamma_curvature_alpha: float = 1e-3
+    weight_x0: float = 0.0
+    x0_weight_cap: float = 25.0
     t_prime: int = 200
     t_epsilon: float = 1e-4
     extra: dict[str, Any] = field(default_factory=dict)
@@ -125,9 +130,16 @@ class CVDMConfig:
             (self.lambda_init > self.lambda_min > 0, "need lambda_init > lambda_min > 0"),
             (self.rho_hidden >= 1, "rho_hidden must be >= 1"),
             (self.t_prime >= 2, "t_prime must be >= 2"),
+            (self.x0_weight_cap > 0, "x0_weight_cap must be > 0"),
             (0 < self.t_epsilon < 0.5, "t_epsilon must be in (0, 0.5)"),
             (
-                min(self.weight_diff, self.weight_boundary, self.weight_prior, self.weight_gamma)
+                min(
+                    self.weight_diff,
+                    self.weight_boundary,
+                    self.weight_prior,
+                    self.weight_gamma,
+                    self.weight_x0,
+                )
                 >= 0,
                 "loss weights must be >= 0",
             ),
@@ -238,7 +250,8 @@ class CVDM(nn.Module):
 
         ``t`` (B,) defaults to a stratified draw; ``noise`` (like ``y0``) to ``N(0, I)`` (drawn with
         ``generator`` on the CPU when given). Returns scalars ``total``, ``diff``, ``boundary``,
-        ``prior``, ``gamma_curvature`` (the last already multiplied by α, before the term weight).
+        ``prior``, ``gamma_curvature`` (the last already multiplied by α, before the term weight)
+        and ``x0`` (the capped 1/SNR-weighted ε error, see :class:`CVDMConfig`).
         """
         c = self.config
         if x.shape[0] != y0.shape[0] or x.shape[-2:] != y0.shape[-2:]:
@@ -261,7 +274,12 @@ class CVDM(nn.Module):
         signal_scale = torch.exp(-0.5 * lam * rho_b)
         y_t = signal_scale * y0 + sch.one_minus_gamma(lam, rho_b).sqrt() * noise
         eps_hat = self.denoise(y_t, x, sch.log_snr(lam, rho_b))
-        diff = (noise - eps_hat.float()).square().mean()
+        eps_error = (noise - eps_hat.float()).square()
+        diff = eps_error.mean()
+        # |ŷ0 − y0|² = (1 − γ)/γ · |ε̂ − ε|²; the weight is detached so that the schedule is not
+        # pushed towards a higher SNR just to shrink this term's weight
+        inverse_snr = torch.exp(-sch.log_snr(lam, rho_b)).detach()
+        x0 = (inverse_snr.clamp_max(c.x0_weight_cap) * eps_error).mean()
 
         edges = self._times([1.0 / c.t_prime, 1.0 - 1.0 / c.t_prime])
         rho_edges = self.rho_net(edges)
@@ -285,6 +303,7 @@ class CVDM(nn.Module):
             + c.weight_boundary * boundary
             + c.weight_prior * prior
             + c.weight_gamma * curvature
+            + c.weight_x0 * x0
         )
         return {
             "total": total,
@@ -292,6 +311,7 @@ class CVDM(nn.Module):
             "boundary": boundary,
             "prior": prior,
             "gamma_curvature": curvature,
+            "x0": x0,
         }
 
     # ------------------------------------------------------------------ schedule outputs
