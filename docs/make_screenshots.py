@@ -7,8 +7,11 @@ Run under a real X server (never ``QT_QPA_PLATFORM=offscreen``, vispy crashes th
 It opens napari with the Reconstruct widget, loads the synthetic samples, runs an SR and a QPI
 reconstruction on the CPU and writes ``docs/images/*.png``: grid views with a scale bar (µm) and
 a colour bar per panel, the Reconstruct and Train widgets docked together in a 1920 × 1080
-window, and the Reconstruct widget after a batch of three layers (``--only batch`` renders
-that picture alone). The bundled default models are used when they are installed
+window, the widget refusing a through-focus stack in SR mode, and the Reconstruct widget after
+a batch of three layers. ``--only sr batch refusal qpi`` renders those groups alone (``sr``:
+``reconstruct_sr.png``, ``sr_mean_std_schedule.png``, ``widgets_1080p.png``; ``batch``:
+``reconstruct_batch.png``; ``refusal``: ``reconstruct_through_focus.png``; ``qpi``:
+``qpi_phase_std.png``). The bundled default models are used when they are installed
 (``napari_cvdm/models/``); otherwise tiny UNTRAINED random-weight models are built on the fly,
 the pictures then show the layout only, and the script says so.
 """
@@ -58,9 +61,21 @@ def _show_only(viewer, names: list[str]) -> None:
         layer.visible = layer.name in names
 
 
+def _dismiss_notifications() -> None:
+    """Close napari's notification pop-ups: they would cover the scale bar (what they say is
+    also in the widget's status or summary line)."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from qtpy.QtWidgets import QApplication
+
+    for toast in QApplication.instance().allWidgets():
+        if isinstance(toast, NapariQtNotification) and toast.isVisible():
+            toast.close()
+
+
 def _shot(viewer, path: Path, canvas_only: bool = False) -> None:
     from qtpy.QtWidgets import QApplication
 
+    _dismiss_notifications()
     for _ in range(10):
         QApplication.processEvents()
         time.sleep(0.02)
@@ -125,13 +140,35 @@ def _batch_shot(viewer, widget, model: Path, out: Path, steps: int, samples: int
     widget.batch.source.value = "single"
 
 
+def _refusal_shot(viewer, widget, out: Path) -> None:
+    """The widget in SR mode with the synthetic through-focus stack picked: the status line
+    says it is a through-focus stack and Run is disabled (nothing runs)."""
+    viewer.layers.clear()
+    viewer.open_sample("napari-cvdm", "qpi_synthetic")  # selected: the widget proposes QPI
+    widget.mode.value = "sr"  # the user switches back to SR
+    if widget.run_button.widget.enabled or "through-focus" not in widget.status_label.value:
+        raise RuntimeError(f"the through-focus stack was not refused: {widget.status_label.value}")
+    _show_only(viewer, ["qpi_through_focus"])
+    viewer.layers.selection.active = viewer.layers["qpi_through_focus"]
+    viewer.reset_view()
+    _shot(viewer, out / "reconstruct_through_focus.png")
+    viewer.layers.clear()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "images")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--only", choices=["batch"], default=None, help="render only this picture")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["sr", "batch", "refusal", "qpi"],
+        default=None,
+        help="render only these groups of pictures (see the module docstring)",
+    )
     args = parser.parse_args(argv)
+    wanted = set(args.only or ("sr", "batch", "refusal", "qpi"))
     args.out.mkdir(parents=True, exist_ok=True)
 
     import napari
@@ -145,67 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         viewer.canvas.overlays.scale_bar.visible = True
         dock, widget = viewer.window.add_plugin_dock_widget("napari-cvdm", "Reconstruct")
 
-        if args.only == "batch":  # --- the batch mode (docs/usage.md), alone
+        if "sr" in wanted:
+            _sr_shots(viewer, dock, widget, sr_model, args)
+        if "batch" in wanted:  # --- three layers one after the other, the summary in the form
             _batch_shot(viewer, widget, sr_model, args.out, args.steps, args.samples)
-            viewer.close()
-            return 0
-
-        # --- SR: the widget beside the reconstruction
-        viewer.open_sample("napari-cvdm", "sr_synthetic")
-        _run(widget, sr_model, args.steps, args.samples)
-        _show_only(viewer, ["sr_widefield_cvdm"])
-        viewer.layers.selection.active = viewer.layers["sr_widefield_cvdm"]
-        viewer.reset_view()
-        _shot(viewer, args.out / "reconstruct_sr.png")
-
-        # --- SR: input, mean, std and schedule side by side (the README picture)
-        panels = ["sr_widefield", "sr_widefield_cvdm", "sr_widefield_cvdm_std",
-                  "sr_widefield_cvdm_schedule"]  # fmt: skip
-        _show_only(viewer, panels)
-        _colour_bars(viewer, panels)
-        for name in panels:  # grid order follows the layer list, last layer first
-            viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
-        viewer.canvas.grid.enabled = True
-        viewer.canvas.grid.shape = (2, 2)
-        viewer.reset_view()
-        dock.hide()  # a larger canvas for the canvas-only pictures
-        _shot(viewer, args.out / "sr_mean_std_schedule.png", canvas_only=True)
-        dock.show()
-        viewer.canvas.grid.enabled = False
-        _colour_bars(viewer, [])
-
-        # --- Reconstruct and Train docked together in a 1920 x 1080 window (docs/usage.md)
-        window = viewer.window._qt_window
-        window.showNormal()
-        window.setGeometry(0, 0, 1920, 1080)
-        train_dock, _train = viewer.window.add_plugin_dock_widget("napari-cvdm", "Train")
-        _show_only(viewer, ["sr_widefield"])
-        viewer.layers.selection.active = viewer.layers["sr_widefield"]
-        viewer.reset_view()
-        _shot(viewer, args.out / "widgets_1080p.png")
-        viewer.window.remove_dock_widget(train_dock)
-        viewer.window.resize(1500, 900)
-
-        # --- the batch mode: three layers one after the other, the summary in the form
-        _batch_shot(viewer, widget, sr_model, args.out, args.steps, args.samples)
-
-        # --- QPI: through-focus stack, ground truth, phase and its uncertainty
-        viewer.layers.clear()
-        widget.mode.value = "qpi"
-        viewer.open_sample("napari-cvdm", "qpi_synthetic")
-        _run(widget, qpi_model, args.steps, args.samples)
-        panels = ["qpi_through_focus", "qpi_phase_ground_truth", "qpi_through_focus_cvdm",
-                  "qpi_through_focus_cvdm_std"]  # fmt: skip
-        _show_only(viewer, panels)
-        _colour_bars(viewer, panels)
-        for name in panels:
-            viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
-        viewer.canvas.grid.enabled = True
-        viewer.canvas.grid.shape = (2, 2)
-        viewer.dims.set_point(viewer.dims.ndim - 3, -1.0)  # the plane at -dz shows the contrast
-        dock.hide()
-        viewer.reset_view()
-        _shot(viewer, args.out / "qpi_phase_std.png", canvas_only=True)
+        if "refusal" in wanted:  # --- a through-focus stack in SR mode: one message, no run
+            _refusal_shot(viewer, widget, args.out)
+        if "qpi" in wanted:
+            _qpi_shot(viewer, dock, widget, qpi_model, args)
         viewer.close()
 
     untrained = [t for t, u in (("SR", sr_untrained), ("QPI", qpi_untrained)) if u]
@@ -216,6 +200,67 @@ def main(argv: list[str] | None = None) -> int:
             "models are in src/napari_cvdm/models/."
         )
     return 0
+
+
+def _sr_shots(viewer, dock, widget, sr_model: Path, args: argparse.Namespace) -> None:
+    """The widget beside an SR reconstruction, the README grid, the two widgets at 1080p."""
+    viewer.layers.clear()
+    viewer.open_sample("napari-cvdm", "sr_synthetic")
+    _run(widget, sr_model, args.steps, args.samples)
+    _show_only(viewer, ["sr_widefield_cvdm"])
+    viewer.layers.selection.active = viewer.layers["sr_widefield_cvdm"]
+    viewer.reset_view()
+    _shot(viewer, args.out / "reconstruct_sr.png")
+
+    # --- SR: input, mean, std and schedule side by side (the README picture)
+    panels = ["sr_widefield", "sr_widefield_cvdm", "sr_widefield_cvdm_std",
+              "sr_widefield_cvdm_schedule"]  # fmt: skip
+    _show_only(viewer, panels)
+    _colour_bars(viewer, panels)
+    for name in panels:  # grid order follows the layer list, last layer first
+        viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
+    viewer.canvas.grid.enabled = True
+    viewer.canvas.grid.shape = (2, 2)
+    viewer.reset_view()
+    dock.hide()  # a larger canvas for the canvas-only pictures
+    _shot(viewer, args.out / "sr_mean_std_schedule.png", canvas_only=True)
+    dock.show()
+    viewer.canvas.grid.enabled = False
+    _colour_bars(viewer, [])
+
+    # --- Reconstruct and Train docked together in a 1920 x 1080 window (docs/usage.md)
+    window = viewer.window._qt_window
+    window.showNormal()
+    window.setGeometry(0, 0, 1920, 1080)
+    train_dock, _train = viewer.window.add_plugin_dock_widget("napari-cvdm", "Train")
+    _show_only(viewer, ["sr_widefield"])
+    viewer.layers.selection.active = viewer.layers["sr_widefield"]
+    viewer.reset_view()
+    _shot(viewer, args.out / "widgets_1080p.png")
+    viewer.window.remove_dock_widget(train_dock)
+    viewer.window.resize(1500, 900)
+
+
+def _qpi_shot(viewer, dock, widget, qpi_model: Path, args: argparse.Namespace) -> None:
+    """QPI: through-focus stack, ground truth, phase and its uncertainty (a grid)."""
+    viewer.layers.clear()
+    widget.mode.value = "qpi"
+    viewer.open_sample("napari-cvdm", "qpi_synthetic")
+    _run(widget, qpi_model, args.steps, args.samples)
+    panels = ["qpi_through_focus", "qpi_phase_ground_truth", "qpi_through_focus_cvdm",
+              "qpi_through_focus_cvdm_std"]  # fmt: skip
+    _show_only(viewer, panels)
+    _colour_bars(viewer, panels)
+    for name in panels:
+        viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
+    viewer.canvas.grid.enabled = True
+    viewer.canvas.grid.shape = (2, 2)
+    viewer.dims.set_point(viewer.dims.ndim - 3, -1.0)  # the plane at -dz shows the contrast
+    dock.hide()
+    viewer.reset_view()
+    _shot(viewer, args.out / "qpi_phase_std.png", canvas_only=True)
+    dock.show()
+    viewer.canvas.grid.enabled = False
 
 
 if __name__ == "__main__":
