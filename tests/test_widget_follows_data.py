@@ -164,6 +164,25 @@ def test_camera_offset_field_from_layer_model_or_user(viewer_widget, models):
     assert not widget.offset_adu.visible and not widget.na.visible  # SR-only fields
 
 
+@pytest.mark.parametrize("pixel", [0.5, 0.01])
+def test_a_pixel_size_the_model_cannot_serve_is_refused_before_run(viewer_widget, models, pixel):
+    # an SR input that would need resampling by more than 4x (or less than 1/4) is what the
+    # reconstruction refuses: the form says so before Run instead of "ready", with the field's
+    # name (not the CLI's --pixel-size), and Run is disabled
+    viewer, widget = viewer_widget
+    image = np.full((32, 32), 150.0, np.float32)
+    viewer.add_image(image, name="badpx", scale=(pixel, pixel), units=("µm", "µm"))
+    use_model(widget, models["sr"])
+    problem = widget.problem()
+    assert problem is not None and problem.startswith(f"badpx: its pixel size ({pixel:g} µm)")
+    assert "allowed 1/4 to 4" in problem and "pixel size field" in problem
+    assert "--pixel-size" not in problem
+    assert not widget.run_button.widget.enabled
+    assert widget.status_label.value.endswith(problem) and "ready" not in widget.status_label.value
+    widget.pixel_size_um.value = 0.0626  # corrected by hand: ready
+    assert widget.problem() is None and widget.run_button.widget.enabled
+
+
 def test_assumed_pixel_size_and_resampling_are_announced_at_run(viewer_widget, models, qtbot):
     viewer, widget = viewer_widget
     rng = np.random.default_rng(0)

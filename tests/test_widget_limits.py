@@ -91,9 +91,10 @@ def test_reconstruct_refuses_a_pixel_size_in_nm(reconstruct):
 def test_reconstruct_refuses_a_resampling_factor_the_cli_refuses(reconstruct):
     viewer, widget = reconstruct
     widget.pixel_size_um.value = 1.0  # in range, but 16× the model's sampling
-    assert widget.problem() is None
-    message = _one_notification(widget, "error")
-    assert "resampling" in message and "µm" in message
+    problem = widget.problem()  # said before Run (Run disabled), not only when pressed
+    assert "resampling" in problem and "µm" in problem and not widget.run_button.widget.enabled
+    message = _one_notification(widget, "warning")
+    assert message == problem
     assert [layer.name for layer in viewer.layers] == ["wf"]
 
 

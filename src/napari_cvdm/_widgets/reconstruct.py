@@ -524,9 +524,28 @@ class ReconstructWidget(Container):
         bad = fields_problem(self, RECONSTRUCT_FIELDS, mode)  # the CLI's ranges, one line
         if bad:
             return bad
+        if mode == "sr" and layer is not None:
+            bad = self._resampling_problem(layer.name)
+            if bad:
+                return bad
         if self.device_info.value.startswith("unavailable"):
             return f"Device {self.device.value}: {self.device_info.value}"
         return None
+
+    def _resampling_problem(self, name: str) -> str | None:
+        """SR: the input's pixel size would need a zoom the reconstruction refuses (outside
+        1/4 to 4 of the model's PSF width in pixels; usually nm typed as µm), or None."""
+        from ..limits import MAX_RESAMPLE_FACTOR
+
+        factor = self.assumptions().resample_factor
+        if 1.0 / MAX_RESAMPLE_FACTOR <= factor <= MAX_RESAMPLE_FACTOR:
+            return None
+        return (
+            f"{name}: its pixel size ({self.pixel_size_um.value:g} µm) would need resampling by "
+            f"{factor:.3g} to match the model (allowed 1/{MAX_RESAMPLE_FACTOR:g} to "
+            f"{MAX_RESAMPLE_FACTOR:g}); check the pixel size field is in µm (62.6 nm is 0.0626), "
+            "or use a model trained for this sampling."
+        )
 
     def validate(self, *_: Any) -> str | None:
         """Re-check the form: Run is disabled with the problem as tooltip; returns it."""
