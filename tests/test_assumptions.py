@@ -38,7 +38,7 @@ def _notes(err: str) -> list[str]:
 
 
 def test_resample_factor_is_the_adapters():
-    from napari_cvdm.workflows.task_adapters import SRAdapter
+    from napari_cvdm.tasks.sr import SRAdapter
 
     meta = make_untrained_model("sr", "tiny").metadata
     image = np.full((40, 40), 300.0, np.float32)

@@ -422,7 +422,7 @@ print([m for m in ("numpy", "torch", "bioimageio.spec") if m in sys.modules])
 def test_sr_model_with_the_rl_prior_is_refused_in_one_line(tmp_path, capsys):
     pytest.importorskip("bioimageio.spec")
     from napari_cvdm.engine.cvdm import CVDM, CVDMConfig
-    from napari_cvdm.normalization import sr_rule
+    from napari_cvdm.tasks.sr import rule as sr_rule
 
     base = make_untrained_model("sr", "tiny")
     model = CVDM(CVDMConfig(condition_channels=2, target_channels=1, preset="tiny", residual=True))
@@ -438,7 +438,8 @@ def test_scripted_network_of_a_multi_prior_qpi_model_equals_reconstruct(tmp_path
     """A QPI model with extra TIE prior channels (rule prior.extra_alphas) exports the same
     reconstruction: the torch port builds every prior channel of the rule."""
     from napari_cvdm.engine.modelfile import LoadedModel, validate_metadata
-    from napari_cvdm.normalization import QPI_TIE_EXTRA_ALPHAS, qpi_rule
+    from napari_cvdm.normalization import QPI_TIE_EXTRA_ALPHAS
+    from napari_cvdm.tasks.qpi import rule as qpi_rule
     from napari_cvdm.workflows.train import TrainConfig, _widen_condition
 
     single = make_untrained_model("qpi", "tiny")

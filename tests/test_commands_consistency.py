@@ -89,7 +89,7 @@ def test_qpi_baseline_takes_wavelength_and_dz_from_the_model(tmp_path, models, c
     [(2, (0, 1), 1.0), (3, (0, 2), 1.0), (5, (0, 4), 2.0), (5, (1, 3), 1.0), (4, (0, 3), 1.5)],
 )
 def test_dz_is_the_stacks_defocus_step_everywhere(nz, planes, expected):
-    from napari_cvdm.commands.predict import defocus_of_planes
+    from napari_cvdm.tasks.qpi import defocus_of_planes
     from napari_cvdm.physics.qpi import plane_offsets
 
     assert defocus_of_planes(1.0, nz, planes) == pytest.approx(expected)

@@ -12,7 +12,7 @@ from napari_cvdm.io import read_image, write_tiff
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     from napari_cvdm.engine.modelfile import save_model
-    from napari_cvdm.engine.prior import make_untrained_prior
+    from napari_cvdm.engine.registry import make_untrained_prior
 
     root = tmp_path_factory.mktemp("restore")
     loaded = make_untrained_prior("tiny", seed=0)

@@ -157,7 +157,7 @@ def metadata():
 )
 def test_adapters_accept_or_refuse_in_one_line(metadata, array, task, pixel_size, offset):
     from napari_cvdm.workflows.preflight import check_job, check_sr_offset
-    from napari_cvdm.workflows.task_adapters import make_adapter
+    from napari_cvdm.tasks import make_adapter
 
     meta = metadata[task]
     options = {"pixel_size_um": pixel_size}

@@ -16,7 +16,8 @@ from napari_cvdm.engine.modelfile import (
     validate_metadata,
 )
 from napari_cvdm.errors import ModelFileError
-from napari_cvdm.normalization import qpi_rule, sr_rule
+from napari_cvdm.tasks.qpi import rule as qpi_rule
+from napari_cvdm.tasks.sr import rule as sr_rule
 
 
 def _model(task="sr", seed=0):

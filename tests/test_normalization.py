@@ -15,13 +15,13 @@ from napari_cvdm.normalization import (
     normalize_target_minmax,
     normalize_target_to_condition,
     phase_to_model,
-    qpi_condition,
     qpi_contrast,
-    qpi_rule,
     qpi_tie_prior,
-    sr_rule,
-    validate_rule,
 )
+from napari_cvdm.tasks import validate_rule
+from napari_cvdm.tasks.qpi import condition as qpi_condition
+from napari_cvdm.tasks.qpi import rule as qpi_rule
+from napari_cvdm.tasks.sr import rule as sr_rule
 
 
 def _frame(seed=0, shape=(64, 48)):

@@ -440,7 +440,7 @@ def test_predict_qpi_stack_from_zarr_drops_the_focus_axis(tmp_path, capsys):
 
 def test_restore_reads_and_writes_zarr(tmp_path, capsys):
     from napari_cvdm.engine.modelfile import save_model
-    from napari_cvdm.engine.prior import make_untrained_prior
+    from napari_cvdm.engine.registry import make_untrained_prior
 
     loaded = make_untrained_prior("tiny", seed=0)
     meta = {k: v for k, v in loaded.metadata.items() if k != "architecture"}

@@ -11,17 +11,13 @@ from napari_cvdm.engine.modelfile import (
     read_metadata,
     validate_metadata,
 )
-from napari_cvdm.normalization import (
-    QPI_TIE_EXTRA_ALPHAS,
-    qpi_condition,
-    qpi_contrast,
-    qpi_prior_alphas,
-    qpi_rule,
-    qpi_tie_prior,
-    validate_rule,
-)
+from napari_cvdm.normalization import QPI_TIE_EXTRA_ALPHAS, qpi_contrast, qpi_tie_prior
 from napari_cvdm.physics.qpi import simulate_qpi_stack
-from napari_cvdm.workflows.task_adapters import QPIAdapter
+from napari_cvdm.tasks import validate_rule
+from napari_cvdm.tasks.qpi import QPIAdapter
+from napari_cvdm.tasks.qpi import condition as qpi_condition
+from napari_cvdm.tasks.qpi import prior_alphas as qpi_prior_alphas
+from napari_cvdm.tasks.qpi import rule as qpi_rule
 from napari_cvdm.workflows.train import TrainConfig, _widen_condition, train
 from napari_cvdm.workflows.training_data import PairedImages, prepare_qpi_pair
 

@@ -10,7 +10,8 @@ from napari_cvdm.engine import registry
 from napari_cvdm.engine.cvdm import CVDM, CVDMConfig
 from napari_cvdm.engine.modelfile import save_model
 from napari_cvdm.errors import ModelFileError
-from napari_cvdm.normalization import qpi_rule, sr_rule
+from napari_cvdm.tasks.qpi import rule as qpi_rule
+from napari_cvdm.tasks.sr import rule as sr_rule
 
 
 @pytest.fixture

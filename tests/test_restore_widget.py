@@ -20,7 +20,7 @@ TIMEOUT_MS = 60_000
 @pytest.fixture(scope="module")
 def prior_file(tmp_path_factory):
     from napari_cvdm.engine.modelfile import save_model
-    from napari_cvdm.engine.prior import make_untrained_prior
+    from napari_cvdm.engine.registry import make_untrained_prior
 
     folder = tmp_path_factory.mktemp("priors")
     loaded = make_untrained_prior("tiny", seed=0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cvdm.engine.prior import make_untrained_prior
+from napari_cvdm.engine.registry import make_untrained_prior
 from napari_cvdm.errors import InputError
 from napari_cvdm.workflows.events import Finished, Progress
 from napari_cvdm.workflows.restore import (

@@ -12,15 +12,12 @@ from napari_cvdm.engine.modelfile import (
     validate_metadata,
 )
 from napari_cvdm.metrics import psnr
-from napari_cvdm.normalization import (
-    fit_input_norm,
-    normalize_target_to_condition,
-    sr_condition,
-    sr_rule,
-    validate_rule,
-)
+from napari_cvdm.normalization import fit_input_norm, normalize_target_to_condition
 from napari_cvdm.physics.fluorescence import simulate_sr_pair
-from napari_cvdm.workflows.task_adapters import SRAdapter
+from napari_cvdm.tasks import validate_rule
+from napari_cvdm.tasks.sr import SRAdapter
+from napari_cvdm.tasks.sr import condition as sr_condition
+from napari_cvdm.tasks.sr import rule as sr_rule
 from napari_cvdm.workflows.train import TrainConfig, train
 from napari_cvdm.workflows.training_data import PairedImages, prepare_sr_pair
 

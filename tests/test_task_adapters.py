@@ -5,15 +5,10 @@ import pytest
 
 from napari_cvdm.engine.registry import make_untrained_model
 from napari_cvdm.errors import InputError
-from napari_cvdm.normalization import (
-    defocus_number,
-    model_to_phase,
-    qpi_contrast,
-    qpi_rule,
-    qpi_tie_prior,
-)
+from napari_cvdm.normalization import defocus_number, model_to_phase, qpi_contrast, qpi_tie_prior
 from napari_cvdm.physics.qpi import simulate_qpi_stack
-from napari_cvdm.workflows.task_adapters import make_adapter
+from napari_cvdm.tasks import make_adapter
+from napari_cvdm.tasks.qpi import rule as qpi_rule
 
 
 @pytest.fixture(scope="module")

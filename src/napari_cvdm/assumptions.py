@@ -27,28 +27,11 @@ def sr_resample_factor(
     na: float | None = None,
     wavelength_um: float | None = None,
 ) -> float:
-    """The zoom an SR model applies to an input of ``pixel_size_um`` (1.0: none).
+    """The zoom an SR model applies to an input of ``pixel_size_um`` (1.0: none):
+    :func:`napari_cvdm.tasks.sr.resample_factor`, the rule of its adapter."""
+    from .tasks.sr import resample_factor
 
-    The same rule as ``workflows.task_adapters.SRAdapter``: the input is resampled so that its
-    widefield PSF is as wide in pixels as in the model's training data; missing NA/λ are the
-    model's; factors within 2 % of 1 are skipped; no pixel size means no resampling (the
-    model's pixel size is assumed).
-    """
-    import warnings
-
-    from .physics.psf import psf_width_px, resample_factor_for_model
-    from .workflows.task_adapters import _RESAMPLE_TOLERANCE
-
-    if not pixel_size_um or not physics.get("pixel_size_um"):
-        return 1.0
-    na = float(na or physics["na"])
-    lam = float(wavelength_um or physics["wavelength_um"])
-    r0 = psf_width_px(float(physics["na"]), float(physics["wavelength_um"]),
-                      float(physics["pixel_size_um"]))  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the far-from-training warning comes later
-        factor = resample_factor_for_model(float(pixel_size_um), na, lam, r0)
-    return 1.0 if abs(factor - 1.0) < _RESAMPLE_TOLERANCE else float(factor)
+    return resample_factor(physics, pixel_size_um, na, wavelength_um)
 
 
 @dataclass(frozen=True)
@@ -77,9 +60,15 @@ class Assumptions:
     applied_factor: float | None = None
 
     @property
+    def _task(self) -> Any:
+        from .tasks import get
+
+        return get(self.task)
+
+    @property
     def resample_factor(self) -> float:
         """SR: the zoom applied before the model (1.0 for QPI and when nothing is resampled)."""
-        if self.task != "sr":
+        if not self._task.resamples_to_model:
             return 1.0
         if self.applied_factor is not None:
             return 1.0 if abs(self.applied_factor - 1.0) < 1e-9 else float(self.applied_factor)
@@ -108,10 +97,7 @@ class Assumptions:
                 + ("(give --pixel-size)" if cli else "(enter the pixel size to correct it)")
             )
         optics = []
-        keys = (("NA", "na", ""), ("λ", "wavelength_um", " µm"))
-        if self.task == "qpi":
-            keys = (("λ", "wavelength_um", " µm"), ("dz", "dz_um", " µm"))
-        for label, key, unit in keys:
+        for label, key, unit in self._task.assumption_optics:
             value = getattr(self, key) or self.model_physics.get(key)
             source = getattr(self, f"{key.removesuffix('_um')}_source")
             if value:
@@ -119,7 +105,13 @@ class Assumptions:
                 optics.append(f"{label} {_fmt(float(value))}{unit}{tag}")
         if optics:
             out.append(", ".join(optics))
-        if self.task == "sr":
+        out.extend(self._camera_parts(cli))
+        return out
+
+    def _camera_parts(self, cli: bool) -> list[str]:
+        """SR: the camera offset and the resampling (tasks with camera input)."""
+        out: list[str] = []
+        if self._task.camera_input:
             if self.offset_adu is not None:
                 hint = "--offset" if cli else "set the field"
                 tag = {"model": f" (the model's training value; {hint} if your camera differs)"}
@@ -173,8 +165,11 @@ def for_file(
     offset_source = "option" if offset_adu is not None else "model"
     if offset_adu is None and isinstance(rule.get("offset_adu"), int | float):
         offset_adu = float(rule["offset_adu"])
+    from .tasks import get
+
+    spec = get(task)
     frames = 0
-    if task == "sr" and raw_sim is not False and (raw_sim or extra.get("raw_sim_frames")):
+    if spec.raw_sim_input and raw_sim is not False and (raw_sim or extra.get("raw_sim_frames")):
         frames = int(raw_frames or 9)
     return Assumptions(
         task=task,
@@ -185,7 +180,7 @@ def for_file(
         na_source="option" if na is not None else "model",
         wavelength_um=wavelength_um,
         wavelength_source="option" if wavelength_um is not None else "model",
-        offset_adu=offset_adu if task == "sr" else None,
+        offset_adu=offset_adu if spec.camera_input else None,
         offset_source=offset_source,
         dz_um=dz_um,
         dz_source="option" if dz_um is not None else "model",

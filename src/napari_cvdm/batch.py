@@ -115,7 +115,7 @@ class FileJob:
 
     @property
     def targets(self) -> list[Path]:
-        from .commands.predict import OUTPUTS
+        from .predict_io import OUTPUTS
 
         return [Path(self.output_dir) / f"{self.stem}_{suffix}.tif" for suffix in OUTPUTS]
 
@@ -134,20 +134,21 @@ def file_events(
     derived from ``job.options`` (e.g. the Reconstruct widget's QPI ``dz_um``, the defocus of
     the chosen planes, where ``job.options.dz`` is the stack's step).
     """
-    from .commands.predict import _read, _task_options, write_outputs
-    from .workflows.events import Finished
+    from . import tasks
+    from .events import Finished
+    from .predict_io import read_input, write_outputs
     from .workflows.predict import reconstruct
     from .workflows.preflight import check_job
 
-    task = loaded.metadata["task"]
+    task = tasks.get(loaded.task)
     opts = job.options
     name = os.path.basename(job.path)
     with warnings.catch_warnings():  # printed when the inputs were checked
         warnings.simplefilter("ignore", UserWarning)
-        array, pixel_size, meta = _read(job.path, opts.pixel_size, task, opts.raw_sim)
-    options = {**_task_options(opts.namespace(), task, pixel_size, array.shape)}
+        array, pixel_size, meta = read_input(job.path, opts.pixel_size, task.name, opts.raw_sim)
+    options = {**task.adapter_options(opts.namespace(), pixel_size, array.shape)}
     options.update(task_options or {})
-    check_job(task, array.shape, loaded.metadata, options, job.params.n_samples, name=name)
+    check_job(task.name, array.shape, loaded.metadata, options, job.params.n_samples, name=name)
     events = reconstruct(array, loaded, job.params, input_name=name, **options)
     del array
     result = None
@@ -160,12 +161,7 @@ def file_events(
         events.close()
     if result is None:  # pragma: no cover - the workflow always finishes with a result
         raise RuntimeError("the reconstruction ended without a result")
-    factor = result.metadata.get("resample_factor", 1.0) if task == "sr" else 1.0
-    out_pixel = (
-        None
-        if pixel_size is None
-        else (pixel_size / (2.0 * factor) if task == "sr" else pixel_size)
-    )
+    out_pixel = task.output_pixel_size(pixel_size, result.metadata.get("resample_factor", 1.0))
     provenance = {
         "source_metadata": {"pixel_size_um": meta.pixel_size_um, "axes": meta.axes},
         **(extra or {}),
@@ -217,7 +213,7 @@ _THREADS: dict[str, int] = {}
 
 def _worker_model(job: FileJob) -> Any:
     """The job's model, loaded once per process (checked against the client's SHA-256)."""
-    from .engine.modelfile import load_model
+    from .engine.registry import load
 
     key = (job.model_path, job.model_sha256)
     with _MODELS_LOCK:
@@ -228,7 +224,7 @@ def _worker_model(job: FileJob) -> Any:
                     f"the model file {job.model_path} is not readable on this worker; put it "
                     "on a file system the workers share (or use a bundled model name)"
                 )
-            loaded = load_model(job.model_path, "cpu")
+            loaded = load(job.model_path)
             if job.model_sha256 and loaded.sha256 != job.model_sha256:
                 raise UserError(
                     f"the model file {job.model_path} on this worker differs from the client's "
@@ -279,8 +275,8 @@ def _earlier_attempt(job: FileJob) -> tuple[bool, bool]:
 
 def _run_task(job: FileJob) -> dict[str, Any]:
     """The Dask task of one file (runs on a worker)."""
+    from .events import Finished, Progress
     from .outputset import sweep
-    from .workflows.events import Finished, Progress
 
     try:
         from distributed import get_worker
@@ -548,10 +544,10 @@ def reconstruct_many(
     ``overwrite``. Returns ``{input path: [mean, std, schedule paths]}``. Same seed and
     ``threads``, same pixels as ``napari-cvdm predict`` in one process.
     """
-    from .commands.predict import check_output_dir
     from .engine.registry import resolve_model
     from .fsutil import refuse_existing
     from .outputset import sweep
+    from .predict_io import check_output_dir
     from .workflows.predict import ReconstructionParams
 
     if isinstance(paths, str | os.PathLike):
@@ -568,9 +564,9 @@ def reconstruct_many(
     sweep(folder)
     if client is not None:
         return run_jobs(client, jobs, on_progress=on_progress)
-    from .engine.modelfile import load_model
+    from .engine.registry import load
 
-    loaded = load_model(model_path, "cpu")
+    loaded = load(model_path)
     if threads:
         _set_threads(threads)
     return {job.path: predict_file(job, loaded) for job in jobs}

@@ -52,6 +52,9 @@ def prepare_input(
     A lazy (dask) array, e.g. an OME-Zarr level read with ``read_image(..., lazy=True)``, stays
     lazy (nothing is read) unless raw SIM frames are averaged; the caller checks its
     intensities with :func:`warn_if_negative` once it is in memory."""
+    from .tasks import get
+
+    spec = get(task)
     lazy = hasattr(array, "dask")
     if not lazy:
         array = np.asarray(array)
@@ -67,7 +70,7 @@ def prepare_input(
             f"{name}: --raw-sim needs 9 or 15 frames (9 or 15, Y, X); got shape {array.shape}"
         )
     if is_raw_sim(array, meta, raw_sim):
-        if task != "sr":
+        if not spec.raw_sim_input:
             raise InputError(
                 f"{name} holds {array.shape[-3]} raw SIM frames, not a through-focus stack; QPI "
                 "needs planes at -dz and +dz — use an SR model, or a through-focus stack"
@@ -75,7 +78,7 @@ def prepare_input(
         from .io import widefield_from_raw_sim
 
         array = widefield_from_raw_sim(array)
-    if task == "sr" and not hasattr(array, "dask"):
+    if spec.camera_input and not hasattr(array, "dask"):
         warn_if_negative(array, name, stacklevel=3)
     return array
 

@@ -24,8 +24,9 @@ One set of functions serves training and inference (docs/architecture.md, physic
   one); with the set the network can pick per region what a global solve gets right.
   **QPI target**: the fixed map ``2 φ / φ_norm − 1`` with ``φ_norm = 3.5`` rad, never per image.
 
-Every model file stores its rule (:func:`sr_rule`, :func:`qpi_rule`) under ``normalization``;
-:func:`validate_rule` checks such a dict.
+These are the numeric maps. Which of them a task uses, in what order, and the rule every model
+file stores under ``normalization`` (``tasks.sr.rule``, ``tasks.qpi.rule``, checked by
+``tasks.validate_rule``) belong to the task (:mod:`napari_cvdm.tasks`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .errors import InputError
 __all__ = [
     "DEFAULT_PHI_NORM",
     "PercentileNorm",
+    "defocus_number",
     "denormalize",
     "denormalize_scale",
     "fit_input_norm",
@@ -48,16 +50,10 @@ __all__ = [
     "normalize_target_minmax",
     "normalize_target_to_condition",
     "phase_to_model",
-    "qpi_condition",
     "qpi_contrast",
-    "qpi_prior_alphas",
-    "qpi_rule",
     "qpi_tie_prior",
-    "defocus_number",
-    "sr_condition",
     "sr_rl_prior",
-    "sr_rule",
-    "validate_rule",
+    "upsample_condition",
 ]
 
 #: fixed phase scale of QPI models (rad): φ = (y + 1) · φ_norm / 2
@@ -151,6 +147,25 @@ def normalize_input(frame: np.ndarray, norm: PercentileNorm) -> np.ndarray:
     arr = np.asarray(frame, dtype=np.float64)
     out = 2.0 * (arr - norm.offset_adu - norm.low) / norm.scale - 1.0
     return out.astype(np.float32)
+
+
+def upsample_condition(condition: Any) -> Any:
+    """Bicubic ×2 of the last two axes, ``interpolate(mode="bicubic", align_corners=False)``.
+
+    Accepts a numpy array or a torch tensor (..., Y, X) and returns the same kind, float32
+    (..., 2Y, 2X). The one function used for SR conditions in training and inference (torch
+    is imported here, on first use).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    is_numpy = isinstance(condition, np.ndarray)
+    t = torch.from_numpy(np.ascontiguousarray(condition, np.float32)) if is_numpy else condition
+    lead = t.shape[:-2]
+    flat = t.reshape(-1, 1, *t.shape[-2:]).float()
+    up = F.interpolate(flat, scale_factor=2, mode="bicubic", align_corners=False)
+    up = up.reshape(*lead, *up.shape[-2:])
+    return up.numpy() if is_numpy else up
 
 
 def denormalize(values: np.ndarray, norm: PercentileNorm) -> np.ndarray:
@@ -247,36 +262,6 @@ def sr_rl_prior(
     return out.astype(np.float32)
 
 
-def sr_condition(
-    frame_adu: np.ndarray,
-    norm: PercentileNorm,
-    rule: dict[str, Any],
-    optics: dict[str, float] | None = None,
-) -> np.ndarray:
-    """The model condition of one SR frame (Y, X) ADU on the target grid, float32:
-    (1, 2Y, 2X) ``[widefield ×2]``, or (2, 2Y, 2X) ``[RL prior, widefield ×2]`` when ``rule``
-    has a ``prior``; ``optics`` then gives ``pixel_size_um``, ``na``, ``wavelength_um``."""
-    from .workflows.task_adapters import upsample_condition
-
-    up = np.asarray(upsample_condition(normalize_input(frame_adu, norm)), np.float32)[None]
-    prior = rule.get("prior")
-    if not prior:
-        return up
-    if not optics or any(optics.get(k) is None for k in ("pixel_size_um", "na", "wavelength_um")):
-        raise InputError(
-            "the RL prior of this SR model needs the pixel size, NA and wavelength; give them"
-        )
-    rl = sr_rl_prior(
-        frame_adu,
-        norm,
-        pixel_size_um=optics["pixel_size_um"],
-        na=optics["na"],
-        wavelength_um=optics["wavelength_um"],
-        iterations=int(prior["iterations"]),
-    )
-    return np.concatenate([rl[None], up]).astype(np.float32)
-
-
 def qpi_contrast(stack: np.ndarray, background: float | np.ndarray | None = None) -> np.ndarray:
     """Flat-field contrast ``I / I_bg − 1`` of a through-focus stack (..., Z, Y, X), float32.
 
@@ -329,34 +314,6 @@ def qpi_tie_prior(
     return np.stack(priors) if isinstance(alpha, tuple) else priors[0]
 
 
-def qpi_prior_alphas(rule: dict[str, Any]) -> tuple[float, ...]:
-    """The Tikhonov weights of a QPI rule's TIE prior channels, in channel order (() without a
-    prior): the residual base's ``alpha``, then ``extra_alphas``."""
-    prior = rule.get("prior")
-    if not prior:
-        return ()
-    return (float(prior["alpha"]), *(float(a) for a in prior.get("extra_alphas", ())))
-
-
-def qpi_condition(contrast: np.ndarray, defocus_D: float, rule: dict[str, Any]) -> np.ndarray:
-    """The model condition of one QPI frame: (P + 2, Y, X) ``[TIE prior(s), c−, c+]`` with the
-    P priors of :func:`qpi_prior_alphas` (the first is the residual base), or the contrast pair
-    (2, Y, X) itself when ``rule`` has no ``prior``. float32."""
-    contrast = np.asarray(contrast, dtype=np.float32)
-    alphas = qpi_prior_alphas(rule)
-    if not alphas:
-        return contrast
-    prior = rule["prior"]
-    tie = qpi_tie_prior(
-        contrast,
-        defocus_D,
-        alpha=alphas,
-        phi_norm=float(rule["target"]["phi_norm"]),
-        floor_percentile=float(prior["floor_percentile"]),
-    )
-    return np.concatenate([tie, contrast]).astype(np.float32)
-
-
 def phase_to_model(phi: np.ndarray, phi_norm: float = DEFAULT_PHI_NORM) -> np.ndarray:
     """Phase in rad → model units ``2 φ / φ_norm − 1`` (float32)."""
     return (2.0 * np.asarray(phi, dtype=np.float64) / phi_norm - 1.0).astype(np.float32)
@@ -365,168 +322,3 @@ def phase_to_model(phi: np.ndarray, phi_norm: float = DEFAULT_PHI_NORM) -> np.nd
 def model_to_phase(values: np.ndarray, phi_norm: float = DEFAULT_PHI_NORM) -> np.ndarray:
     """Model units → phase in rad ``(y + 1) · φ_norm / 2`` (float32)."""
     return ((np.asarray(values, dtype=np.float64) + 1.0) * phi_norm * 0.5).astype(np.float32)
-
-
-# --- the rule stored in model files --------------------------------------------------------
-
-_UPSAMPLE = {"factor": 2, "mode": "bicubic", "align_corners": False}
-
-
-def sr_rule(
-    offset_adu: float = 100.0,
-    p_low: float = 1.0,
-    p_high: float = 99.8,
-    prior: bool = False,
-) -> dict[str, Any]:
-    """The SR normalisation rule (JSON-ready) stored in a model file's ``normalization``.
-
-    ``offset_adu`` is the camera offset of the training data: the default for inference when
-    the user gives none. ``prior``: the condition starts with the RL prior channel
-    (:func:`sr_condition`), the residual base.
-    """
-    rule: dict[str, Any] = {
-        "task": "sr",
-        "input": {
-            "kind": "percentile",
-            "offset_adu": float(offset_adu),
-            "p_low": float(p_low),
-            "p_high": float(p_high),
-            "clip": False,
-        },
-        "target": {"kind": "fit_to_input", "blur_px": SR_TARGET_BLUR_PX},
-        "residual": True,
-        "upsample": dict(_UPSAMPLE),
-    }
-    if prior:
-        rule["prior"] = {"kind": "rl", "iterations": SR_RL_ITERATIONS}
-    return rule
-
-
-def qpi_rule(
-    phi_norm: float = DEFAULT_PHI_NORM,
-    defocus_D: float | None = None,
-    extra_alphas: tuple[float, ...] = (),
-) -> dict[str, Any]:
-    """The QPI normalisation rule (JSON-ready): TIE prior + contrast input, fixed-scale phase
-    target, residual on the prior. ``defocus_D``: the D the prior was computed with in training
-    (inference uses it for stacks whose optics are not given). ``extra_alphas``: further TIE
-    prior channels (e.g. :data:`QPI_TIE_EXTRA_ALPHAS`) after the residual base."""
-    rule = {
-        "task": "qpi",
-        "input": {"kind": "contrast", "background": "median", "clip": False},
-        "prior": {
-            "kind": "tie",
-            "alpha": QPI_TIE_ALPHA,
-            "floor_percentile": QPI_TIE_FLOOR_PERCENTILE,
-        },
-        "target": {"kind": "phase", "phi_norm": float(phi_norm)},
-        "residual": True,
-    }
-    if defocus_D is not None:
-        rule["prior"]["defocus_D"] = float(defocus_D)
-    if extra_alphas:
-        rule["prior"]["extra_alphas"] = [float(a) for a in extra_alphas]
-    return rule
-
-
-_RULE_KEYS = {
-    "sr": (
-        {"task", "input", "target", "residual", "upsample", "prior"},
-        {"task", "input", "target", "residual"},
-    ),
-    "qpi": (
-        {"task", "input", "prior", "target", "residual"},
-        {"task", "input", "target", "residual"},
-    ),
-}
-_INPUT_KEYS = {
-    "sr": {"kind", "offset_adu", "p_low", "p_high", "clip"},
-    "qpi": {"kind", "background", "clip"},
-}
-_INPUT_KIND = {"sr": "percentile", "qpi": "contrast"}
-_TARGET = {"sr": ("minmax", set()), "qpi": ("phase", {"phi_norm"})}
-#: other accepted target kinds (training only; inference never reads the target rule)
-_TARGET_ALSO = {"sr": {"fit_to_input": {"blur_px"}}, "qpi": {}}
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-        raise ValueError(f"{where} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def validate_rule(rule: Any, task: str | None = None) -> dict[str, Any]:
-    """Check a normalisation rule dict; returns it unchanged or raises ``ValueError``.
-
-    ``task`` (``"sr"``/``"qpi"``), when given, must match ``rule["task"]``. A ``prior`` model
-    has no conditional input and uses ``{"task": "prior", ...}`` with any target rule.
-    """
-    if not isinstance(rule, dict):
-        raise ValueError(f"normalization must be a JSON object, got {type(rule).__name__}")
-    rtask = rule.get("task")
-    if task is not None and rtask != task:
-        raise ValueError(f"normalization.task is {rtask!r} but the model task is {task!r}")
-    if rtask == "prior":
-        return rule
-    if rtask not in _RULE_KEYS:
-        raise ValueError(f"normalization.task must be 'sr', 'qpi' or 'prior', got {rtask!r}")
-    allowed, required = _RULE_KEYS[rtask]
-    if missing := required - set(rule):
-        raise ValueError(f"normalization is missing {sorted(missing)}")
-    if unknown := set(rule) - allowed:
-        raise ValueError(f"normalization has unknown keys {sorted(unknown)}")
-    inp = rule["input"]
-    if not isinstance(inp, dict) or inp.get("kind") != _INPUT_KIND[rtask]:
-        raise ValueError(f"normalization.input.kind must be {_INPUT_KIND[rtask]!r}")
-    if unknown := set(inp) - _INPUT_KEYS[rtask]:
-        raise ValueError(f"normalization.input has unknown keys {sorted(unknown)}")
-    if rtask == "sr":
-        for key in ("offset_adu", "p_low", "p_high"):
-            _number(inp.get(key), f"normalization.input.{key}")
-        if not 0 <= inp["p_low"] < inp["p_high"] <= 100:
-            raise ValueError("normalization.input needs 0 <= p_low < p_high <= 100")
-        up = rule.get("upsample", _UPSAMPLE)
-        if not isinstance(up, dict) or up.get("mode") != "bicubic" or up.get("factor") != 2:
-            raise ValueError("normalization.upsample must be bicubic with factor 2")
-    if rtask == "sr" and "prior" in rule:
-        prior = rule["prior"]
-        if not isinstance(prior, dict) or prior.get("kind") != "rl":
-            raise ValueError("normalization.prior.kind must be 'rl' for an sr model")
-        iterations = prior.get("iterations")
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise ValueError("normalization.prior.iterations must be a positive integer")
-        if unknown := set(prior) - {"kind", "iterations"}:
-            raise ValueError(f"normalization.prior has unknown keys {sorted(unknown)}")
-    if rtask == "qpi" and "prior" in rule:
-        prior = rule["prior"]
-        if not isinstance(prior, dict) or prior.get("kind") != "tie":
-            raise ValueError("normalization.prior.kind must be 'tie'")
-        if _number(prior.get("alpha"), "normalization.prior.alpha") <= 0:
-            raise ValueError("normalization.prior.alpha must be positive")
-        floor = _number(prior.get("floor_percentile"), "normalization.prior.floor_percentile")
-        if not 0 <= floor < 100:
-            raise ValueError("normalization.prior.floor_percentile must be in [0, 100)")
-        if "defocus_D" in prior and _number(prior["defocus_D"], "prior.defocus_D") <= 0:
-            raise ValueError("normalization.prior.defocus_D must be positive")
-        extra = prior.get("extra_alphas", [])
-        if not isinstance(extra, list) or any(
-            _number(a, "normalization.prior.extra_alphas[]") <= 0 for a in extra
-        ):
-            raise ValueError("normalization.prior.extra_alphas must be a list of positive numbers")
-        if unknown := set(prior) - {
-            "kind", "alpha", "floor_percentile", "defocus_D", "extra_alphas"
-        }:  # fmt: skip
-            raise ValueError(f"normalization.prior has unknown keys {sorted(unknown)}")
-    target = rule["target"]
-    kind, extra = _TARGET[rtask]
-    also = _TARGET_ALSO[rtask]
-    if isinstance(target, dict) and target.get("kind") in also:
-        kind, extra = target["kind"], also[target["kind"]]
-    if not isinstance(target, dict) or target.get("kind") != kind:
-        raise ValueError(f"normalization.target.kind must be one of {[kind, *also]}")
-    for key in extra:
-        if _number(target.get(key), f"normalization.target.{key}") <= 0:
-            raise ValueError(f"normalization.target.{key} must be positive")
-    if not isinstance(rule["residual"], bool):
-        raise ValueError("normalization.residual must be true or false")
-    return rule

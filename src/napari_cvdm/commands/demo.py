@@ -64,17 +64,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _model_for(task: str, stream: Any) -> Any:
-    """The bundled default model of ``task``; for SR an untrained one (with a banner) if none."""
-    from ..engine.modelfile import load_model
-    from ..engine.registry import default_model, make_untrained_model
+    """The bundled default model of ``task``; an untrained one (with a banner) if none is
+    bundled and the task has that fallback (SR)."""
+    from .. import tasks
+    from ..engine import registry
 
-    info = default_model(task)
+    info = registry.default_model(task)
     if info is not None:
-        return load_model(info.path, "cpu")
-    if task != "sr":
+        return registry.load(info.path)
+    if not tasks.get(task).demo_untrained_fallback:
         return None
     print(UNTRAINED_BANNER.format(task=task.upper()), file=stream)
-    return make_untrained_model(task, "tiny")
+    return registry.make_untrained_model(task, "tiny")
 
 
 def save_figure(path: Path, panels: list[Any], title: str) -> Path:
@@ -86,107 +87,93 @@ def save_figure(path: Path, panels: list[Any], title: str) -> Path:
     return save_panels(path, panels, title)
 
 
+def _panels(task: Any, example: Any, result: Any) -> list[Any]:
+    """The figure's panels: input, mean, std, schedule and ground truth, each with its unit and
+    the same field of view (µm)."""
+    import numpy as np
+
+    from ..figures import Panel
+
+    text = task.text
+    image = np.asarray(example.image)
+    field = example.input_pixel_um * image.shape[-1]  # µm: every panel shows the same field
+    shown = task.show_input(image.reshape(-1, *image.shape[-2:]))
+    value, cmap = text.value_unit, text.mean_colormap
+    return [
+        Panel(text.input_label, shown, "gray", text.simulated_input_unit, field),
+        Panel("CVDM mean", result.mean, cmap, value, field),
+        Panel("std (uncertainty)", result.std, "magma", value, field),
+        Panel("schedule λ(x)", result.schedule, "viridis", "λ (dimensionless)", field),
+        Panel(text.truth_label, example.truth, cmap, text.truth_unit, field),
+    ]
+
+
+def _write_task(
+    name: str, folder: Path, example: Any, result: Any, extra: dict[str, Any], figure: Any,
+    overwrite: bool,
+) -> list[Path]:  # fmt: skip
+    """One task's files as one set (they appear together when all are written, or not at all):
+    input, ground truth, mean/std/schedule and the figure ``(panels, title)``."""
+    from ..io import write_tiff
+    from ..outputset import OutputSet
+    from .predict import write_outputs
+
+    names = [f"{name}_{kind}.tif" for kind in ("input", "ground_truth", "mean", "std", "schedule")]
+    names.append(f"{name}_figure.png")
+    with OutputSet(folder, names, overwrite=overwrite, label=f"{name}-demo") as out:
+        staging = out.path(names[0]).parent
+        write_tiff(
+            out.path(names[0]),
+            example.image,
+            example.input_pixel_um,
+            {"demo": name, **example.metadata},
+        )
+        write_tiff(out.path(names[1]), example.truth, example.output_pixel_um, {"demo": name})
+        write_outputs(staging, name, result, example.output_pixel_um, extra, overwrite=True)
+        save_figure(out.path(names[-1]), *figure)  # NaN/Inf refused above
+        return out.commit()
+
+
 def _run_task(
-    task: str, args: argparse.Namespace, folder: Path, params: Any, stream: Any
+    name: str, args: argparse.Namespace, folder: Path, params: Any, stream: Any
 ) -> tuple[list[Path], bool]:
     """Simulate, reconstruct and write one task's files; returns them and whether the model
     was untrained ([] when no model of the task is available)."""
     import numpy as np
 
-    from ..io import write_tiff
-    from ..outputset import OutputSet
+    from .. import tasks
     from ..workflows.predict import reconstruct
-    from .predict import reconstruct_file, write_outputs
+    from .predict import reconstruct_file
 
-    loaded = _model_for(task, stream)
+    loaded = _model_for(name, stream)
     if loaded is None:
         print(
-            f"napari-cvdm demo: no trained {task.upper()} model available; skipping {task.upper()}",
+            f"napari-cvdm demo: no trained {name.upper()} model available; skipping {name.upper()}",
             file=stream,
         )
         return [], False
+    task = tasks.get(name)
     rng = np.random.default_rng(args.seed)
-    physics = loaded.metadata["physics"]
-    if task == "sr":
-        from ..physics.fluorescence import simulate_sr_pair
-
-        sample = simulate_sr_pair(
-            rng,
-            size=args.size,
-            structure="microtubules",
-            photons=1000.0,
-            na=physics["na"],
-            wavelength_um=physics["wavelength_um"],
-        )
-        image, truth = sample.widefield, sample.target
-        in_px = float(sample.metadata["widefield_pixel_size_um"])
-        out_px = float(sample.metadata["target_pixel_size_um"])
-        options = {
-            "pixel_size_um": in_px,
-            "offset_adu": float(sample.metadata["camera"]["offset_adu"]),
-        }
-        shown_input, truth_label, cmap = image, "ground truth", "gray"
-    else:
-        from ..physics.qpi import simulate_qpi_stack
-
-        sample = simulate_qpi_stack(
-            rng,
-            size=2 * args.size,
-            wavelength_um=physics["wavelength_um"],
-            pixel_size_um=physics["pixel_size_um"],
-            dz_um=physics["dz_um"],
-            source="cells",  # a cell-like phase scene (nucleus, organelles), not a texture
-        )
-        image, truth = sample.stack, sample.phase
-        in_px = out_px = float(sample.metadata["pixel_size_um"])
-        options = {
-            "pixel_size_um": in_px,
-            "wavelength_um": sample.metadata["wavelength_um"],
-            "dz_um": sample.metadata["dz_um"],
-        }
-        shown_input, truth_label, cmap = image[-1] - image[0], "true phase", "gray"
+    size = task.example_size_factor * args.size
+    example = task.example(rng, loaded.metadata["physics"], size)
     events = reconstruct(
-        image, loaded, params, input_name=f"simulated {task.upper()} sample", **options
+        example.image,
+        loaded,
+        params,
+        input_name=f"simulated {name.upper()} sample",
+        **example.options,
     )
-    result = reconstruct_file(events, f"{task.upper()} demo", stream)
-    extra = {
-        "demo": True,
-        "model_untrained": bool(loaded.metadata["training"].get("untrained", False)),
-    }
+    result = reconstruct_file(events, f"{name.upper()} demo", stream)
+    extra = {"demo": True, "model_untrained": loaded.header.untrained}
     title = (
-        f"{task.upper()} demo, model {loaded.name}: "
+        f"{name.upper()} demo, model {loaded.name}: "
         f"{params.n_samples} samples × {params.steps} steps"
     )
     if extra["model_untrained"]:
         title += " (UNTRAINED model: output is meaningless)"
-    from ..figures import Panel
-
-    field = in_px * image.shape[-1]  # µm: every panel shows the same field of view
-    value = "relative intensity (ADU − offset)" if task == "sr" else "phase (rad)"
-    panels = [
-        Panel(
-            "widefield input" if task == "sr" else "I(+dz) − I(−dz)",
-            shown_input,
-            "gray",
-            "ADU" if task == "sr" else "intensity (background 1)",
-            field,
-        ),
-        Panel("CVDM mean", result.mean, cmap, value, field),
-        Panel("std (uncertainty)", result.std, "magma", value, field),
-        Panel("schedule λ(x)", result.schedule, "viridis", "λ (dimensionless)", field),
-        Panel(truth_label, truth, cmap, "relative intensity" if task == "sr" else value, field),
-    ]
+    figure = (_panels(task, example, result), title)
     overwrite = getattr(args, "overwrite", False)
-    names = [f"{task}_{kind}.tif" for kind in ("input", "ground_truth", "mean", "std", "schedule")]
-    names.append(f"{task}_figure.png")
-    # one set per task: the files appear together when all are written, or not at all
-    with OutputSet(folder, names, overwrite=overwrite, label=f"{task}-demo") as out:
-        staging = out.path(names[0]).parent
-        write_tiff(out.path(names[0]), image, in_px, {"demo": task, **sample.metadata})
-        write_tiff(out.path(names[1]), truth, out_px, {"demo": task})
-        write_outputs(staging, task, result, out_px, extra, overwrite=True)  # NaN/Inf refused
-        save_figure(out.path(names[-1]), panels, title)
-        written = out.commit()
+    written = _write_task(name, folder, example, result, extra, figure, overwrite)
     return written, extra["model_untrained"]
 
 
@@ -201,9 +188,11 @@ def run(args: argparse.Namespace) -> int:
         n_samples=args.samples, steps=args.steps, seed=args.seed, device=args.device
     ).validate()
     check_demo(args.size, args.samples)  # simulation and reconstruction fit in memory
+    from .. import tasks
+
     names = [
         f"{task}_{kind}.{'png' if kind == 'figure' else 'tif'}"
-        for task in ("sr", "qpi")
+        for task in tasks.names(reconstructs=True)
         for kind in ("input", "ground_truth", "mean", "std", "schedule", "figure")
     ]
     refuse_existing([args.output_dir / n for n in names], (), getattr(args, "overwrite", False))
@@ -225,7 +214,9 @@ def _run_all(args: argparse.Namespace, params: Any, created: bool) -> int:
     sweep(folder)  # what killed demos left here
     written: list[Path] = []
     untrained = False
-    for task in ("sr", "qpi"):
+    from .. import tasks
+
+    for task in tasks.names(reconstructs=True):
         files, task_untrained = _run_task(task, args, folder, params, sys.stderr)
         written += files
         untrained = untrained or task_untrained

@@ -111,7 +111,6 @@ def evaluate_files(
     border: int = 16,
 ) -> dict[str, Any]:
     """The metrics report :func:`run` prints (JSON-safe dict)."""
-    import numpy as np
 
     from .. import metrics
 
@@ -122,10 +121,12 @@ def evaluate_files(
             f"prediction {pred.shape} and target {truth.shape} are on different grids; "
             "evaluate images of the same shape."
         )
+    from .. import tasks
     from ..limits import check_value
 
+    spec = tasks.get(task)
     check_value("border", border, "--border")
-    if task == "qpi" and 2 * border >= min(pred.shape):
+    if spec.metric_border and 2 * border >= min(pred.shape):
         raise InputError(
             f"--border {border} leaves no pixel of the {pred.shape[0]}×{pred.shape[1]} image; "
             f"give a border below {min(pred.shape) // 2}"
@@ -143,15 +144,7 @@ def evaluate_files(
         "shape": list(pred.shape),
         "pixel_size_um": pixel_size_um,
     }
-    if task == "sr":
-        report["metrics"] = metrics.sr_metrics(pred, truth)
-        report["conventions"] = {
-            "psnr/ssim/nrmse": "each image min-max to [0, 1], data_range 1",
-            "*_cvdm": "each image min-max to [-1, 1], data_range 2",
-        }
-    else:
-        report["metrics"] = metrics.qpi_metrics(pred, truth, border=border)
-        report["conventions"] = {"phase": "rad, piston removed", "data_range_rad": 3.5}
+    report["metrics"], report["conventions"] = spec.evaluate(pred, truth, border)
     report["resolution"] = _resolution(pred, truth, pixel_size_um)
 
     if std is not None:
@@ -160,13 +153,7 @@ def evaluate_files(
             raise InputError(f"std {spread.shape} and prediction {pred.shape} differ in shape.")
         if samples is not None and samples < 2:
             raise InputError(f"--samples must be at least 2; got {samples}.")
-        if task == "sr":
-            span = float(pred.max() - pred.min()) or 1.0
-            mean_n, std_n, truth_n = metrics.minmax01(pred), spread / span, metrics.minmax01(truth)
-            units = "prediction and target min-max to [0, 1]; std scaled like the prediction"
-        else:
-            mean_n, std_n = pred - float(np.mean(pred - truth)), spread
-            truth_n, units = truth, "rad, piston removed"
+        mean_n, std_n, truth_n, units = spec.calibration_inputs(pred, spread, truth)
         calibration = metrics.calibration_metrics(mean_n, std_n, truth_n, n_samples=samples)
         calibration["units"] = units
         report["calibration"] = calibration

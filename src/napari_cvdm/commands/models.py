@@ -89,6 +89,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import tasks
     from ..engine.registry import list_models, user_models_dir
     from .predict import print_warnings
 
@@ -103,11 +104,9 @@ def run(args: argparse.Namespace) -> int:
         infos = list_models(getattr(args, "task", None))
     if not infos:
         task = getattr(args, "task", None)
-        if task == "prior":
-            print(
-                "no prior models found: no zero-shot restore prior is bundled with this version; "
-                f"prior model files you train or download go in {user_models_dir()}"
-            )
+        note = tasks.get(task).models_missing_note if task else None
+        if note:
+            print(note.format(user_dir=user_models_dir()))
             return 0
         what = f"no {task.upper()} models" if task else "no models"
         print(

@@ -13,15 +13,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..defaults import ETA, SAMPLER, SAMPLERS, SAMPLES, SAMPLING_STEPS
 from ..errors import InputError, UserError
+from ..predict_io import (  # re-exported: the CLI's names for the shared file steps
+    OUTPUT_FORMATS,
+    OUTPUTS,
+    check_output_dir,
+    output_axes,
+    output_name,
+    print_warnings,
+    read_input,
+    write_outputs,
+)
 
 __all__ = [
     "OUTPUTS",
@@ -33,16 +41,6 @@ __all__ = [
     "run",
     "write_outputs",
 ]
-
-#: output kinds, in the order they are written: suffix -> Reconstruction attribute
-OUTPUTS = {"mean": "mean", "std": "std", "schedule": "schedule"}
-#: --output-format choices: TIFF files or OME-Zarr folders
-OUTPUT_FORMATS = ("tif", "zarr")
-
-
-def output_name(stem: str, suffix: str, fmt: str = "tif") -> str:
-    """``<stem>_<suffix>.tif``, or ``<stem>_<suffix>.ome.zarr`` for ``fmt == "zarr"``."""
-    return f"{stem}_{suffix}" + (".ome.zarr" if fmt == "zarr" else ".tif")
 
 
 def add_output_format(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +56,7 @@ def add_output_format(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``predict`` subcommand (its options in groups)."""
     parser = subparsers.add_parser(
         "predict",
         help="reconstruct images with a CVDM model",
@@ -77,6 +76,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--output-dir", required=True, type=Path, metavar="DIR", help="folder for the results"
     )
+    _add_sampling_options(parser)
+    _add_compute_options(parser)
+    _add_optics_options(parser)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs (outputs that are inputs are always refused)",
+    )
+    parser.add_argument(
+        "--raw-sim",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="SR: average 9- or 15-frame inputs as raw SIM (default: only BioSR/rDL-SIM .mrc "
+        "files, with a note); --no-raw-sim reconstructs their frames one by one",
+    )
+    add_output_format(parser)
+    return parser
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """Samples, steps, sampler, the std, η and the seed (defaults from ``napari_cvdm.defaults``)."""
     parser.add_argument(
         "--samples",
         type=int,
@@ -97,6 +117,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--eta", type=float, default=ETA, help="DDIM eta (0 = deterministic)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result)")
+
+
+def _add_compute_options(parser: argparse.ArgumentParser) -> None:
+    """Device, tiles, threads, memory and the Dask cluster."""
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
         "--tile", type=int, default=None, help="tile size in output pixels (large images)"
@@ -128,6 +152,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes of --dask-scheduler local (default: the cores)",
     )
+
+
+def _add_optics_options(parser: argparse.ArgumentParser) -> None:
+    """What the file does not say: pixel size, optics, camera offset, QPI planes."""
     parser.add_argument(
         "--pixel-size",
         type=float,
@@ -171,20 +199,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="QPI: the stack's defocus step in µm, as in simulate and baseline: 2 planes at ±dz, "
         "3 or 5 planes at k·dz (the chosen planes' defocus follows from it)",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace existing outputs (outputs that are inputs are always refused)",
-    )
-    parser.add_argument(
-        "--raw-sim",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="SR: average 9- or 15-frame inputs as raw SIM (default: only BioSR/rDL-SIM .mrc "
-        "files, with a note); --no-raw-sim reconstructs their frames one by one",
-    )
-    add_output_format(parser)
-    return parser
 
 
 #: parsed option -> napari_cvdm.limits name (checked before anything is read or written)
@@ -209,65 +223,6 @@ def _memory_budget_mb(memory_gb: float | None) -> float | None:
     if not 0.05 <= memory_gb <= 4096:
         raise InputError(f"--memory-gb must be between 0.05 and 4096 GB, got {memory_gb:g}")
     return float(memory_gb) * 1024.0
-
-
-def check_output_dir(folder: Path) -> Path:
-    """Create ``folder`` if needed and prove it is writable; raises ``UserError`` otherwise."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise UserError(
-            f"cannot write to the output folder {folder} ({exc.strerror or exc}); "
-            "choose a folder you can write to with --output-dir"
-        ) from None
-    return folder
-
-
-def defocus_of_planes(dz_um: float, nz: int, planes: tuple[int, int]) -> float:
-    """The defocus (µm) of ``planes`` from focus in an ``nz``-plane stack whose planes sit at
-    the CLI's ``--dz`` convention (as in simulate and baseline): 2 planes at ±dz, an odd number
-    at k·dz (k = −n … n), an even number evenly spaced by dz around focus."""
-    from ..physics.qpi import plane_offsets
-
-    if nz == 2 or nz % 2 == 1:
-        offsets = plane_offsets(nz, dz_um)
-    else:
-        offsets = [(i - (nz - 1) / 2) * dz_um for i in range(nz)]
-    lower, upper = (p % nz for p in planes)
-    return abs(offsets[upper] - offsets[lower]) / 2
-
-
-def _task_options(
-    args: argparse.Namespace, task: str, pixel_size: float | None, shape: Any = None
-) -> dict[str, Any]:
-    """The adapter options of one input; ``shape`` (the array's) turns a QPI ``--dz`` (the
-    stack's defocus step) into the defocus of the chosen planes."""
-    if task == "sr":
-        opts = {
-            "pixel_size_um": pixel_size,
-            "na": args.na,
-            "wavelength_um": args.wavelength,
-            "offset_adu": args.offset,
-        }
-    else:
-        dz = args.dz
-        if dz is not None and shape is not None and len(shape) >= 3:
-            axis = len(shape) - 3 if args.focus_axis is None else args.focus_axis % len(shape)
-            nz = int(shape[axis])
-            planes = (0, nz - 1) if args.planes is None else tuple(args.planes)
-            if nz >= 2 and all(-nz <= p < nz for p in planes):  # else the adapter says why
-                dz = defocus_of_planes(dz, nz, planes)
-        opts = {
-            "pixel_size_um": pixel_size,
-            "wavelength_um": args.wavelength,
-            "dz_um": dz,
-            "focus_axis": args.focus_axis,
-            "planes": args.planes,
-        }
-    return {k: v for k, v in opts.items() if v is not None}
 
 
 def _assumptions(
@@ -297,96 +252,6 @@ def _assumptions(
     ).line(os.path.basename(path), cli=True)
 
 
-def _read(
-    path: str,
-    pixel_size: float | None,
-    task: str | None = None,
-    raw_sim: bool | None = None,
-    lazy: bool = False,
-) -> tuple[Any, float | None, Any]:
-    """Read and prepare one input: ``(array, pixel size in µm or None, ImageMetadata)``.
-    ``lazy``: an OME-Zarr input stays a dask array (its shape is known, nothing read)."""
-    from ..imagekind import prepare_input
-    from ..io import read_image
-
-    try:
-        array, meta = read_image(path, lazy=lazy)
-    except UserError:
-        raise
-    except Exception as exc:  # any parser failure on a damaged file is the user's file problem
-        raise InputError(
-            f"cannot read {path} ({type(exc).__name__}: {exc}); is it a valid image?"
-        ) from None
-    if pixel_size is None and meta.pixel_size_um:
-        pixel_size = float(meta.pixel_size_um[-1])
-    if task is not None:
-        if array.ndim >= 3:  # for the note: how many raw SIM frames were averaged
-            meta.extra["frames_read"] = int(array.shape[-3])
-        array = prepare_input(array, meta, task, path, raw_sim)
-    return array, pixel_size, meta
-
-
-@contextmanager
-def print_warnings(stream: Any, prefix: str) -> Iterator[None]:
-    """Print warnings raised inside the block as ``prefix: warning: ...`` lines."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, UserWarning):
-                    print(f"{prefix}: warning: {w.message}", file=stream)
-
-
-def output_axes(axes: str | None, ndim: int, drop: int | None = None) -> str | None:
-    """The axis letters of an output with ``ndim`` dimensions made from an input with ``axes``:
-    the input's, without axis ``drop`` (the QPI focus axis); None when they do not fit."""
-    letters = str(axes or "")
-    if drop is not None and len(letters) == ndim + 1:
-        letters = letters[: drop % len(letters)] + letters[drop % len(letters) + 1 :]
-    return letters if len(letters) == ndim else None
-
-
-def write_outputs(
-    folder: Path,
-    stem: str,
-    result: Any,
-    pixel_size: float | None,
-    extra: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    inputs: tuple[str, ...] = (),
-    fmt: str = "tif",
-    axes: str | None = None,
-) -> list[Path]:
-    """Write ``<stem>_{mean,std,schedule}.tif`` (``fmt="zarr"``: ``.ome.zarr`` folders, with
-    ``axes`` the output's axis letters) as one set (:class:`~napari_cvdm.outputset.OutputSet`):
-    all three appear together or none. Existing outputs are refused unless ``overwrite``;
-    outputs that are ``inputs`` always; non-finite results are refused."""
-    import numpy as np
-
-    from ..io import write_tiff
-    from ..outputset import OutputSet
-    from ..zarr_io import write_ome_zarr
-
-    for attr in OUTPUTS.values():
-        if not np.isfinite(getattr(result, attr)).all():
-            raise UserError(
-                f"the reconstruction of {stem} contains NaN or Inf values ({attr}); nothing was "
-                "written — the model file may be damaged (try another model) or the input "
-                "holds extreme values"
-            )
-    names = [output_name(stem, suffix, fmt) for suffix in OUTPUTS]
-    with OutputSet(folder, names, overwrite=overwrite, inputs=inputs, label=stem) as out:
-        for name, (suffix, attr) in zip(names, OUTPUTS.items()):
-            meta = {**result.metadata, **(extra or {}), "output": suffix}
-            if fmt == "zarr":
-                write_ome_zarr(out.path(name), getattr(result, attr), pixel_size, meta, axes)
-            else:
-                write_tiff(out.path(name), getattr(result, attr), pixel_size, meta)
-        return out.commit()
-
-
 def reconstruct_file(events: Iterator[Any], label: str, stream: Any = None) -> Any:
     """Drain a ``reconstruct`` generator with a progress bar; returns the ``Reconstruction``."""
     from ..events import Finished, PartialResult, Progress
@@ -413,20 +278,13 @@ def reconstruct_file(events: Iterator[Any], label: str, stream: Any = None) -> A
     return result
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..engine.modelfile import load_model
-    from ..engine.registry import resolve_model
+def _settings(args: argparse.Namespace) -> tuple[Any, str, int]:
+    """Check every option before anything is read: the sampling parameters, threads, the Dask
+    options, the pixel size and the output format. Returns (params, format, threads)."""
     from ..engine.threads import resolve_threads
-    from ..fsutil import refuse_existing
-    from ..io import image_stem
     from ..limits import check_args
-    from ..outputset import sweep
-    from ..workflows.predict import ReconstructionParams, reconstruct
-    from ..workflows.preflight import check_job, check_sr_offset
-    from ..workflows.task_adapters import make_adapter
+    from ..workflows.predict import ReconstructionParams
 
-    prefix = "napari-cvdm predict"
-    raw_sim = getattr(args, "raw_sim", None)  # None: automatic
     check_args(args, OPTION_LIMITS)
     params = ReconstructionParams(
         n_samples=args.samples,
@@ -456,17 +314,46 @@ def run(args: argparse.Namespace) -> int:
         from ..zarr_io import require_zarr
 
         require_zarr()
-    import torch
+    return params, fmt, threads
 
-    torch.set_num_threads(threads)
-    loaded = load_model(resolve_model(args.model), "cpu")
-    task = loaded.metadata["task"]
-    if task not in ("sr", "qpi"):
-        raise UserError(
-            f"model {loaded.name!r} is a {task!r} model; predict needs an SR or QPI model"
+
+def _check_input(args: argparse.Namespace, loaded: Any, task: Any, path: str, prefix: str) -> str:
+    """Read one input (lazily where it can be), check it fits in memory, its offset and its
+    adapter, before anything is written; returns its ``note`` line."""
+    from ..imagekind import warn_if_negative
+    from ..tasks import make_adapter
+    from ..workflows.preflight import check_job, check_sr_offset
+
+    raw_sim = getattr(args, "raw_sim", None)  # None: automatic
+    with print_warnings(sys.stderr, prefix):
+        array, pixel_size, file_meta = read_input(
+            path, args.pixel_size, task.name, raw_sim, lazy=True
         )
+    options = task.adapter_options(args, pixel_size, array.shape)
+    # on the shape: a lazy (OME-Zarr) input is not read before it fits in memory
+    check_job(task.name, array.shape, loaded.metadata, options, args.samples, name=path)
+    if hasattr(array, "dask"):  # it fits: read it now
+        from ..zarr_io import to_numpy
 
-    # 1. validate every input (and the output names) before writing anything
+        array = to_numpy(array)
+        if task.camera_input:
+            with print_warnings(sys.stderr, prefix):
+                warn_if_negative(array, path)
+    offset_note = check_sr_offset(task.name, array, loaded.metadata, args.offset, path)
+    if offset_note:
+        print(f"{prefix}: warning: {offset_note}", file=sys.stderr)
+    with print_warnings(sys.stderr, prefix):
+        adapter = make_adapter(task.name, array, loaded.metadata, **options)
+    return _assumptions(args, task.name, loaded.metadata, path, file_meta, raw_sim, adapter)
+
+
+def _check_inputs(
+    args: argparse.Namespace, loaded: Any, task: Any, fmt: str, prefix: str
+) -> tuple[dict[str, str], list[str]]:
+    """Every input checked (:func:`_check_input`) and its output stem, distinct; returns the
+    stems (stem → path) and the note lines."""
+    from ..io import image_stem
+
     stems: dict[str, str] = {}
     notes: list[str] = []
     for path in args.inputs:
@@ -477,33 +364,65 @@ def run(args: argparse.Namespace) -> int:
                 "rename one"
             )
         stems[stem] = path
-        with print_warnings(sys.stderr, prefix):
-            array, pixel_size, file_meta = _read(path, args.pixel_size, task, raw_sim, lazy=True)
-        check_job(  # on the shape: a lazy (OME-Zarr) input is not read before it fits in memory
-            task,
-            array.shape,
-            loaded.metadata,
-            _task_options(args, task, pixel_size, array.shape),
-            args.samples,
-            name=path,
-        )
-        if hasattr(array, "dask"):  # it fits: read it now
-            from ..imagekind import warn_if_negative
-            from ..zarr_io import to_numpy
+        notes.append(_check_input(args, loaded, task, path, prefix))
+    return stems, notes
 
-            array = to_numpy(array)
-            if task == "sr":
-                with print_warnings(sys.stderr, prefix):
-                    warn_if_negative(array, path)
-        offset_note = check_sr_offset(task, array, loaded.metadata, args.offset, path)
-        if offset_note:
-            print(f"{prefix}: warning: {offset_note}", file=sys.stderr)
-        with print_warnings(sys.stderr, prefix):
-            adapter = make_adapter(
-                task, array, loaded.metadata, **_task_options(args, task, pixel_size, array.shape)
-            )
-        notes.append(_assumptions(args, task, loaded.metadata, path, file_meta, raw_sim, adapter))
-        del array, adapter
+
+def _predict_one(
+    args: argparse.Namespace, loaded: Any, task: Any, params: Any, out: tuple[Path, str],
+    stem: str, path: str, prefix: str,
+) -> list[Path]:  # fmt: skip
+    """Reconstruct one input with a progress bar and write its output set into ``out``
+    (folder, format); returns the written paths."""
+    from ..workflows.predict import reconstruct
+
+    folder, fmt = out
+    with warnings.catch_warnings():  # already printed while validating
+        warnings.simplefilter("ignore", UserWarning)
+        raw_sim = getattr(args, "raw_sim", None)
+        array, pixel_size, meta = read_input(path, args.pixel_size, task.name, raw_sim)
+    options = task.adapter_options(args, pixel_size, array.shape)
+    with print_warnings(sys.stderr, prefix):
+        events = reconstruct(array, loaded, params, input_name=os.path.basename(path), **options)
+        result = reconstruct_file(events, f"{stem}")
+    factor = result.metadata.get("resample_factor", 1.0)
+    extra = {"source_metadata": {"pixel_size_um": meta.pixel_size_um, "axes": meta.axes}}
+    return write_outputs(
+        folder,
+        stem,
+        result,
+        task.output_pixel_size(pixel_size, factor),
+        extra,
+        overwrite=getattr(args, "overwrite", False),
+        inputs=tuple(args.inputs),
+        fmt=fmt,
+        axes=output_axes(
+            meta.axes, result.mean.ndim, task.dropped_axis(array.ndim, args.focus_axis)
+        ),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every option, the model, every input and the output folder, then reconstruct and
+    write one input at a time (or one task per input on a Dask cluster)."""
+    from .. import tasks
+    from ..engine import registry
+    from ..fsutil import refuse_existing
+    from ..outputset import sweep
+
+    prefix = "napari-cvdm predict"
+    params, fmt, threads = _settings(args)
+    import torch
+
+    torch.set_num_threads(threads)
+    loaded = registry.load(args.model)
+    task = tasks.get(loaded.task)
+    if not task.reconstructs:
+        raise UserError(
+            f"model {loaded.name!r} is a {loaded.task!r} model; predict needs an SR or QPI model"
+        )
+    # 1. validate every input (and the output names) before writing anything
+    stems, notes = _check_inputs(args, loaded, task, fmt, prefix)
     folder = Path(args.output_dir)
     outputs = [folder / output_name(stem, suffix, fmt) for stem in stems for suffix in OUTPUTS]
     refuse_existing(outputs, args.inputs, getattr(args, "overwrite", False))
@@ -511,43 +430,11 @@ def run(args: argparse.Namespace) -> int:
     sweep(folder)  # what killed runs left here
     for note in notes:  # once every input and the folder passed: one line per input
         print(f"{prefix}: note: {note}", file=sys.stderr)
-
     if getattr(args, "dask_scheduler", None):  # 2. one task per input on a Dask cluster
         from ..batch import run_cli
 
         return run_cli(args, stems, loaded, params, folder)
-
-    # 2. reconstruct and write, one input at a time
-    for stem, path in stems.items():
-        with warnings.catch_warnings():  # already printed while validating
-            warnings.simplefilter("ignore", UserWarning)
-            array, pixel_size, meta = _read(path, args.pixel_size, task, raw_sim)
-        options = _task_options(args, task, pixel_size, array.shape)
-        with print_warnings(sys.stderr, prefix):
-            events = reconstruct(
-                array, loaded, params, input_name=os.path.basename(path), **options
-            )
-            result = reconstruct_file(events, f"{stem}")
-        factor = result.metadata.get("resample_factor", 1.0) if task == "sr" else 1.0
-        out_pixel = (
-            None
-            if pixel_size is None
-            else (pixel_size / (2.0 * factor) if task == "sr" else pixel_size)
-        )
-        extra = {"source_metadata": {"pixel_size_um": meta.pixel_size_um, "axes": meta.axes}}
-        drop = None
-        if task == "qpi":
-            drop = array.ndim - 3 if args.focus_axis is None else args.focus_axis
-        written = write_outputs(
-            folder,
-            stem,
-            result,
-            out_pixel,
-            extra,
-            overwrite=getattr(args, "overwrite", False),
-            inputs=tuple(args.inputs),
-            fmt=fmt,
-            axes=output_axes(meta.axes, result.mean.ndim, drop),
-        )
+    for stem, path in stems.items():  # 2. reconstruct and write, one input at a time
+        written = _predict_one(args, loaded, task, params, (folder, fmt), stem, path, prefix)
         print("\n".join(str(p) for p in written))
     return 0

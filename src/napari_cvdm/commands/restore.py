@@ -134,8 +134,8 @@ def _start(args, path, loaded, params, optics, noise):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.modelfile import load_model
-    from ..engine.registry import resolve_model
+    from .. import tasks
+    from ..engine import registry
     from ..engine.threads import resolve_threads
     from ..events import Finished, Progress
     from ..fsutil import refuse_existing
@@ -179,8 +179,8 @@ def run(args: argparse.Namespace) -> int:
         wavelength_um=args.wavelength,
     )
     noise = Noise(args.noise_sigma, args.gain, args.read_noise, args.offset)
-    loaded = load_model(resolve_model(args.prior), "cpu")
-    if loaded.metadata["task"] != "prior":
+    loaded = registry.load(args.prior)
+    if not tasks.get(loaded.task).restores:
         raise UserError(
             f"model {loaded.name!r} is a {loaded.metadata['task']!r} model; restore needs an "
             "unconditional prior (e.g. prior-fluorescence, see `napari-cvdm models`)"

@@ -105,50 +105,25 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Simulator keyword overrides from the parsed options (only the options that were set)."""
+    """Simulator keyword overrides from the parsed options (only the options that were set):
+    the task's mapping of the flags (:meth:`simulator_overrides`), then ``--set``."""
+    from .. import tasks
+
     overrides: dict[str, Any] = {}
-    common = {"size": args.size, "photons": args.photons, "na": args.na}
-    if args.task == "sr":
-        sr_only = {"n-planes": args.planes, "dz": args.dz, "noise": args.noise}
-        given = [f"--{k}" for k, v in sr_only.items() if v is not None]
-        if given:
-            raise InputError(f"{', '.join(given)} apply to qpi only; remove them for sr.")
-        common.update(structure=args.structure, wavelength_um=args.wavelength)
-        if args.pixel_size is not None:
-            common["object_pixel_um"] = args.pixel_size / 4.0
-    else:
-        common.update(
-            source=args.structure,
-            planes=args.planes,
-            dz_um=args.dz,
-            wavelength_um=args.wavelength,
-            pixel_size_um=args.pixel_size,
-            noise=args.noise,
-        )
+    common = tasks.get(args.task).simulator_overrides(args)
     overrides.update({k: v for k, v in common.items() if v is not None})
     overrides.update(_parse_set(args.set))
     return overrides
 
 
 def _simulate(task: str, index: int, seed: int, overrides: dict[str, Any]):
+    """Pair ``index`` of the run: (input, target, simulator metadata, geometry), the task's
+    :meth:`simulated_files` with the pair's own generator."""
     import numpy as np
 
-    rng = np.random.default_rng([seed, index])
-    if task == "sr":
-        from ..physics.fluorescence import simulate_sr_pair
+    from .. import tasks
 
-        s = simulate_sr_pair(rng, **overrides)
-        meta = s.metadata
-        geometry = (meta["widefield_pixel_size_um"], meta["target_pixel_size_um"], None)
-        return s.widefield, s.target, meta, geometry
-    from ..physics.qpi import simulate_qpi_stack
-
-    s = simulate_qpi_stack(rng, **overrides)
-    meta = s.metadata
-    z = meta["z_offsets_um"]
-    spacing = float(z[1] - z[0])
-    dx = float(meta["pixel_size_um"])
-    return s.stack, s.phase, meta, ((spacing, dx, dx), dx, "ZYX")
+    return tasks.get(task).simulated_files(np.random.default_rng([seed, index]), overrides)
 
 
 def simulate_to_folder(

@@ -399,9 +399,8 @@ def _print_estimate(config: Any) -> None:
     that bad input still gives one line (the trainer reports it)."""
     from pathlib import Path
 
+    from .. import tasks
     from ..errors import InputError
-    from ..physics.fluorescence import SR_DEFAULTS
-    from ..physics.qpi import QPI_DEFAULTS
     from ..workflows.train_estimate import estimate_training
 
     try:
@@ -409,7 +408,7 @@ def _print_estimate(config: Any) -> None:
     except InputError:
         return
     data = str(config.data)
-    known = SR_DEFAULTS if config.task == "sr" else QPI_DEFAULTS
+    known = tasks.get(config.task).simulator_defaults()
     if (data != "synthetic" and not Path(data).is_dir()) or set(config.synthetic_overrides) - set(
         known
     ):

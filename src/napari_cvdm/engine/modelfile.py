@@ -6,7 +6,7 @@ metadata holds one JSON document under the key ``"napari_cvdm"``::
     {"format": "napari-cvdm-model", "format_version": 1, "task": "sr" | "qpi" | "prior",
      "name": str, "description": str,
      "architecture": CVDMConfig.to_dict(),   # task "prior": engine.prior.PriorConfig
-     "normalization": {...}          # napari_cvdm.normalization.sr_rule() / qpi_rule()
+     "normalization": {...}          # napari_cvdm.tasks.sr.rule() / tasks.qpi.rule()
      "physics": {...}                # pixel sizes (µm), upscale, wavelength_um, na; QPI: dz_um
      "training": {...}               # data, steps, date, code version, ...
      "calibration": {...}            # optional: std calibration (workflows/calibration.py)
@@ -49,7 +49,6 @@ __all__ = [
 FORMAT = "napari-cvdm-model"
 FORMAT_VERSION = 1
 HEADER_KEY = "napari_cvdm"
-TASKS = ("sr", "qpi", "prior")
 
 _REQUIRED = {
     "format": str,
@@ -63,28 +62,27 @@ _REQUIRED = {
     "training": dict,
 }
 _OPTIONAL = {"weights": dict, "calibration": dict}
-#: (condition, target) channels by task (None: checked against the normalisation rule below:
-#: SR 2 with the RL prior channel, 1 without; QPI 3 with the TIE prior channel, 2 without)
-_TASK_CHANNELS = {"sr": (None, 1), "qpi": (None, 1), "prior": (0, None)}
-#: physical parameters each task must record (positive numbers, µm / dimensionless)
-_TASK_PHYSICS = {
-    "sr": ("pixel_size_um", "upscale", "wavelength_um", "na"),
-    "qpi": ("pixel_size_um", "wavelength_um", "dz_um"),
-    "prior": (),
-}
 _FIX = "re-save the model with napari-cvdm, or use another model file"
 
 
 @dataclass
 class LoadedModel:
     """A model ready for inference: ``model`` (``CVDM``, or ``EDMPrior`` for a prior; eval
-    mode, on its device), its validated ``metadata`` dict, the file's ``sha256`` (hex) and
-    ``path`` (None if in memory)."""
+    mode, on its device), its validated ``metadata`` dict (typed: :attr:`header`), the file's
+    ``sha256`` (hex) and ``path`` (None if in memory). Load one with
+    :func:`napari_cvdm.engine.registry.load`."""
 
     model: Any
     metadata: dict[str, Any]
     sha256: str | None
     path: Path | None
+
+    @property
+    def header(self) -> Any:
+        """The typed header (:class:`~napari_cvdm.engine.header.ModelHeader`)."""
+        from .header import ModelHeader
+
+        return ModelHeader.from_dict(self.metadata)
 
     @property
     def task(self) -> str:
@@ -106,7 +104,7 @@ def validate_metadata(meta: Any) -> dict[str, Any]:
     version, the task, the task against the architecture's channels, the normalisation rule and
     the physical parameters the task needs.
     """
-    from ..normalization import qpi_prior_alphas, validate_rule
+    from .. import tasks
 
     if not isinstance(meta, dict):
         raise ModelFileError(
@@ -131,43 +129,29 @@ def validate_metadata(meta: Any) -> dict[str, Any]:
         )
     if meta["format_version"] < 1:
         raise ModelFileError(f"invalid model format version {meta['format_version']}; {_FIX}")
-    task = meta["task"]
-    if task not in TASKS:
-        raise ModelFileError(f"model task must be one of {list(TASKS)}, got {task!r}; {_FIX}")
+    if meta["task"] not in tasks.names():
+        raise ModelFileError(
+            f"model task must be one of {list(tasks.names())}, got {meta['task']!r}; {_FIX}"
+        )
+    task = tasks.get(meta["task"])
     if not meta["name"].strip():
         raise ModelFileError(f"model name is empty; {_FIX}")
-    arch = meta["architecture"]
-    cond, target = _TASK_CHANNELS[task]
-    for key, want in (("condition_channels", cond), ("target_channels", target)):
-        got = arch.get(key)
-        if not isinstance(got, int) or isinstance(got, bool) or got < 0:
-            raise ModelFileError(f"architecture.{key} must be a non-negative integer; {_FIX}")
-        if want is not None and got != want:
-            raise ModelFileError(
-                f"a {task!r} model needs architecture.{key} = {want}, got {got}; {_FIX}"
-            )
-    if not isinstance(arch.get("preset"), str):
-        raise ModelFileError(f"architecture.preset must be a string; {_FIX}")
+    _check_channels(meta, task)
     try:
-        validate_rule(meta["normalization"], task)
+        tasks.validate_rule(meta["normalization"], task.name)
     except ValueError as exc:
         raise ModelFileError(f"invalid normalisation rule: {exc}; {_FIX}") from None
-    if task in ("sr", "qpi"):
-        has_prior = bool(meta["normalization"].get("prior"))
-        priors = len(qpi_prior_alphas(meta["normalization"])) if task == "qpi" else has_prior
-        want = {"sr": 1, "qpi": 2}[task] + int(priors)
-        if arch["condition_channels"] != want:
-            kind = {"sr": "an RL", "qpi": "a TIE" if priors <= 1 else f"{priors} TIE"}[task]
-            raise ModelFileError(
-                f"a {task} model {'with' if has_prior else 'without'} {kind} prior needs "
-                f"architecture.condition_channels = {want}, got {arch['condition_channels']}; "
-                f"{_FIX}"
-            )
-    for key in _TASK_PHYSICS[task]:
+    needed = task.condition_channels_needed(meta["normalization"])
+    if needed is not None and meta["architecture"]["condition_channels"] != needed[0]:
+        raise ModelFileError(
+            f"a {task.name} model {needed[1]} needs architecture.condition_channels = "
+            f"{needed[0]}, got {meta['architecture']['condition_channels']}; {_FIX}"
+        )
+    for key in task.physics_keys:
         value = meta["physics"].get(key)
         if not _is_number(value) or not value > 0:
             raise ModelFileError(
-                f"physics.{key} must be a positive number for a {task!r} model, "
+                f"physics.{key} must be a positive number for a {task.name!r} model, "
                 f"got {value!r}; {_FIX}"
             )
     if "weights" in meta:
@@ -177,6 +161,22 @@ def validate_metadata(meta: Any) -> dict[str, Any]:
         ):
             raise ModelFileError(f"model header 'weights' needs dtype and sha256; {_FIX}")
     return meta
+
+
+def _check_channels(meta: dict[str, Any], task: Any) -> None:
+    """The architecture's channel counts: non-negative integers, and the task's fixed ones."""
+    arch = meta["architecture"]
+    cond, target = task.fixed_channels
+    for key, want in (("condition_channels", cond), ("target_channels", target)):
+        got = arch.get(key)
+        if not isinstance(got, int) or isinstance(got, bool) or got < 0:
+            raise ModelFileError(f"architecture.{key} must be a non-negative integer; {_FIX}")
+        if want is not None and got != want:
+            raise ModelFileError(
+                f"a {task.name!r} model needs architecture.{key} = {want}, got {got}; {_FIX}"
+            )
+    if not isinstance(arch.get("preset"), str):
+        raise ModelFileError(f"architecture.preset must be a string; {_FIX}")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -367,11 +367,7 @@ def load_model(path: str | os.PathLike, device: Any = "cpu") -> LoadedModel:
 
     path = Path(path)
     meta = read_metadata(path)
-    if meta["task"] == "prior":  # the unconditional EDM denoiser of zero-shot restoration
-        from .prior import EDMPrior as CVDM
-        from .prior import PriorConfig as CVDMConfig
-    else:
-        from .cvdm import CVDM, CVDMConfig
+    CVDM, CVDMConfig = network_classes(meta["task"])
     try:
         config = CVDMConfig.from_dict(meta["architecture"])
     except (TypeError, ValueError, KeyError) as exc:
@@ -408,6 +404,22 @@ def load_model(path: str | os.PathLike, device: Any = "cpu") -> LoadedModel:
     model.eval()
     model.to(_torch_device(device))
     return LoadedModel(model=model, metadata=meta, sha256=file_sha256(path), path=path)
+
+
+def network_classes(task: str) -> tuple[type, type]:
+    """The (network, config) classes of a task's model files, by the task's network family:
+    ``cvdm`` → (:class:`~.cvdm.CVDM`, :class:`~.cvdm.CVDMConfig`), ``edm_prior`` (the
+    unconditional denoiser of zero-shot restoration) → (:class:`~.prior.EDMPrior`,
+    :class:`~.prior.PriorConfig`)."""
+    from .. import tasks
+
+    if tasks.get(task).network == "edm_prior":
+        from .prior import EDMPrior, PriorConfig
+
+        return EDMPrior, PriorConfig
+    from .cvdm import CVDM, CVDMConfig
+
+    return CVDM, CVDMConfig
 
 
 def _torch_device(device: Any) -> Any:

@@ -33,7 +33,6 @@ __all__ = [
     "EDMPrior",
     "PriorConfig",
     "edm_coefficients",
-    "make_untrained_prior",
     "prior_loss",
 ]
 
@@ -207,28 +206,3 @@ def log_uniform_levels(n: int, sigma_min: float, sigma_max: float) -> list[float
         return [math.sqrt(sigma_min * sigma_max)]
     a, b = math.log(sigma_min), math.log(sigma_max)
     return [math.exp(a + (b - a) * i / (n - 1)) for i in range(n)]
-
-
-def make_untrained_prior(preset: str = "tiny", seed: int = 0, pixel_size_um: float = 0.0313) -> Any:
-    """A ``LoadedModel`` of a random-weight prior, for tests and demos (results meaningless).
-
-    Its name starts with "UNTRAINED" and ``training.untrained`` is true."""
-    from ..tasks.restore import PRIOR_NORMALIZATION
-    from .modelfile import FORMAT, FORMAT_VERSION, LoadedModel, validate_metadata
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        config = PriorConfig(preset=preset)
-        model = EDMPrior(config).eval()
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "task": "prior",
-        "name": f"UNTRAINED-prior-{preset}",
-        "description": f"UNTRAINED {preset} prior with random weights (tests and demos only)",
-        "architecture": config.to_dict(),
-        "normalization": PRIOR_NORMALIZATION,
-        "physics": {"pixel_size_um": float(pixel_size_um), "modality": "fluorescence"},
-        "training": {"untrained": True, "steps": 0, "seed": int(seed)},
-    }
-    return LoadedModel(model=model, metadata=validate_metadata(meta), sha256=None, path=None)

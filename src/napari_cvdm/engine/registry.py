@@ -1,11 +1,16 @@
-"""Where models live: bundled in the package, trained by the user, or any file given by path.
+"""Where models live, and the one door to load them: :func:`load` (weights) and :func:`header`
+(the typed header alone, no torch).
+
+Models are bundled in the package, trained by the user, or any file given by path:
 
 * **bundled**: ``napari_cvdm/models/*.safetensors`` (read via ``importlib.resources``, offline);
 * **user**: ``<cache>/models/*.safetensors`` where ``<cache>`` is :func:`cache_dir`
   (``pooch.os_cache("napari-cvdm")``, or ``$NAPARI_CVDM_CACHE_DIR``, read afresh on each call);
 * **file**: any model file path.
 
-Listing only reads the safetensors headers (no torch, no tensors), so it is cheap.
+Listing only reads the safetensors headers (no torch, no tensors), so it is cheap. Nothing
+else reads model files: ``engine.modelfile`` holds the format (validation, digests, the
+safetensors calls) and is called from here.
 """
 
 from __future__ import annotations
@@ -25,16 +30,17 @@ __all__ = [
     "ModelInfo",
     "cache_dir",
     "default_model",
+    "header",
     "list_models",
+    "load",
     "make_untrained_model",
+    "make_untrained_prior",
     "model_info",
     "resolve_model",
     "user_models_dir",
 ]
 
 CACHE_ENV = "NAPARI_CVDM_CACHE_DIR"
-#: preferred bundled model name per task (the first bundled model of the task otherwise)
-DEFAULT_NAMES = {"sr": "sr-fluorescence-2x", "qpi": "qpi-2plane", "prior": "prior-fluorescence"}
 SUFFIX = ".safetensors"
 
 
@@ -141,12 +147,32 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     )
 
 
+def load(name_or_path: str | os.PathLike, device: Any = "cpu") -> Any:
+    """The one door to a model: resolve ``name_or_path`` (:func:`resolve_model`), check and
+    load the file (``engine.modelfile.load_model``: header, digests, shapes, finite weights)
+    on ``device``; returns a ``LoadedModel`` (``.model``, ``.metadata``, typed ``.header``).
+    Raises ``ModelFileError`` in one line."""
+    from .modelfile import load_model
+
+    return load_model(resolve_model(name_or_path), device)
+
+
+def header(name_or_path: str | os.PathLike) -> Any:
+    """The typed, validated header (:class:`~napari_cvdm.engine.header.ModelHeader`) of a model
+    by name or path, without its weights (no torch)."""
+    from .header import ModelHeader
+
+    return ModelHeader.from_dict(read_metadata(resolve_model(name_or_path)))
+
+
 def default_model(task: str) -> ModelInfo | None:
     """The bundled default model for ``task`` ("sr"/"qpi"/"prior"), or None when none is
     bundled."""
+    from .. import tasks
+
     bundled = [i for i in list_models(task) if i.source == "bundled"]
     for info in bundled:
-        if info.name == DEFAULT_NAMES.get(task):
+        if info.name == tasks.get(task).default_model:
             return info
     return bundled[0] if bundled else None
 
@@ -159,25 +185,21 @@ def make_untrained_model(task: str, preset: str = "tiny", seed: int = 0) -> Any:
     """
     import torch
 
-    from ..normalization import qpi_rule, sr_rule
+    from .. import tasks
     from .cvdm import CVDM, CVDMConfig
     from .modelfile import FORMAT, FORMAT_VERSION, LoadedModel, validate_metadata
 
-    channels = {"sr": (1, 1), "qpi": (3, 1)}  # QPI: [TIE prior, c−, c+]
-    if task not in channels:
+    if task not in tasks.names(trainable=True):
         raise ValueError(f"task must be 'sr' or 'qpi', got {task!r}")
-    cond, target = channels[task]
+    spec = tasks.get(task)
+    rule = spec.rule()
+    cond, target = spec.condition_channels_needed(rule)[0], spec.fixed_channels[1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         config = CVDMConfig(
             condition_channels=cond, target_channels=target, preset=preset, residual=True
         )
         model = CVDM(config).eval()
-    physics = (
-        {"pixel_size_um": 0.0626, "upscale": 2.0, "wavelength_um": 0.525, "na": 1.49}
-        if task == "sr"
-        else {"pixel_size_um": 0.21, "wavelength_um": 0.521, "dz_um": 1.0}
-    )
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -185,8 +207,36 @@ def make_untrained_model(task: str, preset: str = "tiny", seed: int = 0) -> Any:
         "name": f"UNTRAINED-{task}-{preset}",
         "description": f"UNTRAINED {preset} {task.upper()} model with random weights (demo only)",
         "architecture": config.to_dict(),
-        "normalization": sr_rule() if task == "sr" else qpi_rule(),
-        "physics": physics,
+        "normalization": rule,
+        "physics": dict(spec.default_physics),
+        "training": {"untrained": True, "steps": 0, "seed": int(seed)},
+    }
+    return LoadedModel(model=model, metadata=validate_metadata(meta), sha256=None, path=None)
+
+
+def make_untrained_prior(preset: str = "tiny", seed: int = 0, pixel_size_um: float = 0.0313) -> Any:
+    """A ``LoadedModel`` of a random-weight prior (task ``prior``), for tests and demos
+    (results meaningless). Its name starts with "UNTRAINED" and ``training.untrained`` is
+    true."""
+    import torch
+
+    from ..tasks.restore import PRIOR_NORMALIZATION
+    from .modelfile import FORMAT, FORMAT_VERSION, LoadedModel, validate_metadata
+    from .prior import EDMPrior, PriorConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        config = PriorConfig(preset=preset)
+        model = EDMPrior(config).eval()
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "task": "prior",
+        "name": f"UNTRAINED-prior-{preset}",
+        "description": f"UNTRAINED {preset} prior with random weights (tests and demos only)",
+        "architecture": config.to_dict(),
+        "normalization": PRIOR_NORMALIZATION,
+        "physics": {"pixel_size_um": float(pixel_size_um), "modality": "fluorescence"},
         "training": {"untrained": True, "steps": 0, "seed": int(seed)},
     }
     return LoadedModel(model=model, metadata=validate_metadata(meta), sha256=None, path=None)

@@ -51,7 +51,6 @@ from .samplers import ancestral_step, ddim_step
 from .sampling import denoised_bound, sample_seed, time_grid
 
 __all__ = [
-    "TASK_CODES",
     "ScriptedReconstruction",
     "condition_channels",
     "percentile",
@@ -61,18 +60,14 @@ __all__ = [
     "torch_seed",
 ]
 
-#: task name → the integer the scripted module branches on
-TASK_CODES = {"sr": 0, "qpi": 1}
-
 
 def condition_channels(task: str, rule: dict[str, Any]) -> int:
-    """C_x the scripted preprocessing makes for a normalisation ``rule``: SR 1; QPI 2 contrast
-    channels plus one TIE prior per Tikhonov weight (``prior.alpha`` and any
-    ``prior.extra_alphas``)."""
-    if task == "sr":
-        return 1
-    prior = rule.get("prior") or {}
-    return 2 + (1 + len(prior.get("extra_alphas", [])) if prior else 0)
+    """C_x the scripted preprocessing makes for a normalisation ``rule`` (the task's count):
+    SR 1 (without the RL prior, which cannot be scripted); QPI 2 contrast channels plus one TIE
+    prior per Tikhonov weight (``prior.alpha`` and any ``prior.extra_alphas``)."""
+    from ..tasks import get
+
+    return get(task).condition_channels_needed(rule)[0]
 
 
 def torch_seed(seed: int) -> int:
@@ -156,13 +151,15 @@ class ScriptedReconstruction(nn.Module):
         std_factor: float,
     ) -> None:
         super().__init__()
+        from ..tasks import get
         from .sampling import SAMPLERS, frame_seed
 
         if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+            raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {sampler!r}")
         task = metadata["task"]
+        spec = get(task)
         rule = metadata["normalization"]
-        self.task = TASK_CODES[task]
+        self.task = spec.script_code  # 0: SR, 1: QPI (what forward branches on)
         self.lambda_net = model.lambda_net
         self.denoiser = model.denoiser
         self.target_channels = int(model.config.target_channels)
@@ -189,16 +186,8 @@ class ScriptedReconstruction(nn.Module):
         self.alphas = [float(a) for a in [prior.get("alpha", 1e-6), *prior.get("extra_alphas", [])]]
         self.floor_percentile = float(prior.get("floor_percentile", 1.0))
         self.phi_norm = float(rule["target"].get("phi_norm", 3.5))
-        self.defocus_d = 1.0
-        if task == "qpi":
-            from ..normalization import defocus_number
-
-            physics = metadata["physics"]
-            d = prior.get("defocus_D") or defocus_number(
-                physics["wavelength_um"], physics["dz_um"], physics["pixel_size_um"]
-            )
-            self.defocus_d = float(d)
-        if task == "sr" and prior:
+        self.defocus_d = float(spec.script_defocus(metadata))
+        if spec.export_refusal(metadata):
             raise ValueError("SR models with the Richardson–Lucy prior channel cannot be scripted")
         if model.config.condition_channels != condition_channels(task, rule):
             raise ValueError(
@@ -331,10 +320,11 @@ def script_reconstruction(
     ``ReconstructionParams.raw_std``). Raises ``ValueError`` for models it cannot script (a
     prior, or SR with the RL prior channel, whose Richardson–Lucy runs in numpy).
     """
+    from ..tasks import get
     from .header import std_scale
 
     meta = loaded.metadata
-    if meta["task"] not in TASK_CODES:
+    if not get(meta["task"]).reconstructs:
         raise ValueError(f"models of task {meta['task']!r} cannot be exported; use SR or QPI")
     model = loaded.model.float().to("cpu").eval()
     model.to(memory_format=torch.contiguous_format)

@@ -24,7 +24,17 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["MIN_SIZE", "PreparedFrame", "PreparedPair", "Task", "check_image"]
+__all__ = [
+    "MIN_SIZE",
+    "BioimageioText",
+    "Example",
+    "OutputText",
+    "PreparedFrame",
+    "PreparedPair",
+    "Task",
+    "check_image",
+    "json_number",
+]
 
 #: smallest accepted Y/X size of an input frame (pixels)
 MIN_SIZE = 8
@@ -49,6 +59,57 @@ class PreparedPair:
     condition: np.ndarray
     target: np.ndarray
     name: str = ""
+
+
+@dataclass(frozen=True)
+class OutputText:
+    """How a task's images are named and labelled in figures and layers: the unit of the
+    mean/std, the input panel's label and units (any intensity scale, and a simulated one),
+    the ground truth's label and unit, and the mean's colour map."""
+
+    value_unit: str
+    input_label: str
+    input_unit: str
+    simulated_input_unit: str
+    truth_label: str
+    truth_unit: str
+    mean_colormap: str = "gray"
+
+
+@dataclass(frozen=True)
+class BioimageioText:
+    """What a bioimage.io package says about a task's tensors: input channel names, the
+    output channel, the input's description, the outputs' value and the package tags."""
+
+    input_channels: tuple[str, ...]
+    output_channel: str
+    input_description: str
+    output_value: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A simulated input of a task at a model's optics (``demo``, the bioimage.io test input):
+    ``image`` as ``predict`` reads it (SR widefield (Y, X) ADU; QPI stack (Z, Y, X)),
+    ``truth`` on the output grid, pixel sizes (µm), the adapter ``options`` that describe it,
+    the simulator's ``metadata`` and ``what`` it is in words."""
+
+    image: np.ndarray
+    truth: np.ndarray
+    input_pixel_um: float
+    output_pixel_um: float
+    options: dict[str, Any]
+    metadata: dict[str, Any]
+    what: str
+
+
+def json_number(value: Any, where: str) -> float:
+    """``value`` of a JSON header field ``where`` as a float; ``ValueError`` unless it is a
+    finite number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def check_image(image: Any, min_ndim: int, what: str) -> np.ndarray:
@@ -97,6 +158,8 @@ class Task:
     reconstructs: bool = False
     #: ``train`` (CVDM training) can make its models
     trainable: bool = False
+    #: zero-shot ``restore`` can use its models as the prior
+    restores: bool = False
     #: the preferred bundled model
     default_model: str = ""
     #: `napari-cvdm models --task NAME` with no model installed ({user_dir}: the user folder);
@@ -110,6 +173,12 @@ class Task:
     physics_keys: tuple[str, ...] = ()
     #: the recipe's nominal physics (µm, dimensionless) when the data do not say
     default_physics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ reconstruction
+    #: the input adapter class: ``adapter(image, metadata, **options)`` validates an input at
+    #: once and has ``frames``, ``output_shape``, ``prepare(index) -> PreparedFrame``,
+    #: ``output_pixel_size(px)`` and ``provenance()`` (None: the task does not reconstruct)
+    adapter: Any = None
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"

@@ -33,6 +33,7 @@ class RestoreTask(Task):
     network = "edm_prior"
     reconstructs = False
     trainable = False
+    restores = True
     default_model = "prior-fluorescence"
     fixed_channels = (0, None)
     physics_keys = ()

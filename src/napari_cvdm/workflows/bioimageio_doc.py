@@ -34,19 +34,15 @@ def write_cover(
     input's ``pixel_size_um`` (µm), which sets the scale bars.
     """
     from ..figures import Panel, figure_of
+    from ..tasks import get
 
+    text = get(task).text
     px = info["pixel_size_um"]
     field_um = px * image.shape[-1]
-    shown = image[0, 0] if task == "sr" else image[0, 1] - image[0, 0]
-    unit = "relative intensity (ADU − offset)" if task == "sr" else "phase (rad)"
+    shown = get(task).show_input(image[0])
+    unit = text.value_unit
     panels = [
-        Panel(
-            "widefield input" if task == "sr" else "I(+dz) − I(−dz)",
-            shown,
-            "gray",
-            "ADU" if task == "sr" else "intensity",
-            field_um,
-        ),
+        Panel(text.input_label, shown, "gray", text.input_unit, field_um),
         Panel("mean", outputs["mean"][0, 0], "gray", unit, field_um),
         Panel("std (uncertainty)", outputs["std"][0, 0], "magma", unit, field_um),
     ]
@@ -65,13 +61,12 @@ def documentation(
     model_file: str,
     model_sha256: str,
 ) -> str:
-    """The package's README.md: what the network computes, the files, how it was checked."""
+    """The package's README.md: what the network computes, the files, how it was checked
+    (the input, normalisation and output lines are the task's :meth:`readme`)."""
     from .. import __version__
-    from ..normalization import defocus_number
+    from ..tasks import get
 
     task = meta["task"]
-    rule = meta["normalization"]
-    physics = meta["physics"]
     sampler = (
         f"{settings.sampler}" if settings.sampler == "ancestral" else f"DDIM (η = {settings.eta})"
     )
@@ -81,41 +76,7 @@ def documentation(
         calib = "not rescaled (the model carries no std calibration)"
     else:
         calib = f"multiplied by the model's calibration scale {std_factor:.4g}"
-
-    if task == "sr":
-        same = "a 2-D image without a pixel size, or with the model's, and no --offset"
-        inp = rule["input"]
-        pre = f"""\
-* **input** `raw`: (batch, 1, Y, X) float32, one widefield image per batch item in camera ADU
-  (camera offset included), sampled like the training data: pixel {physics["pixel_size_um"]} µm
-  at NA {physics["na"]}, λ {physics["wavelength_um"]} µm (the network does not resample; resample
-  other pixel sizes first, or use `napari-cvdm predict --pixel-size`, which does).
-* **normalisation** (inside the network, per image): subtract the camera offset
-  {inp["offset_adu"]:g} ADU (the model's training value), map the {inp["p_low"]:g} and
-  {inp["p_high"]:g} percentiles of the image to −1 and 1 (unclipped; the image's min and max
-  when the two coincide), then bicubic ×2 (`align_corners=False`) onto the output grid.
-* **outputs** `mean` and `std`: (batch, 1, 2Y, 2X) float32, relative intensity on the input's
-  ADU-above-offset scale (the inverse of the input map applied to residual + up-sampled input),
-  pixel {physics["pixel_size_um"] / 2:g} µm."""
-    else:
-        prior = rule.get("prior") or {}
-        same = "a stack of these two planes, without --dz/--wavelength/--pixel-size"
-        phi_norm = float(rule["target"]["phi_norm"])
-        d = prior.get("defocus_D") or defocus_number(
-            physics["wavelength_um"], physics["dz_um"], physics["pixel_size_um"]
-        )
-        pre = f"""\
-* **input** `raw`: (batch, 2, Y, X) float32, the two brightfield planes [I(−dz), I(+dz)]
-  symmetric about focus, any intensity scale with a positive background; trained at λ
-  {physics["wavelength_um"]} µm, dz {physics["dz_um"]} µm, pixel {physics["pixel_size_um"]} µm,
-  i.e. the defocus number D = λ·dz/Δx² = {d:.4g}, which the network assumes.
-* **normalisation** (inside the network, per image): contrast c = I / median(I) − 1 of both
-  planes; a TIE prior channel: FFT-Tikhonov TIE of the two planes on their mirror extension
-  (α = {prior.get("alpha", 0):g} in pixel units, D = {d:.4g}), shifted so its
-  percentile {prior.get("floor_percentile", 0):g} is 0 rad and mapped to
-  2φ/{phi_norm:g} − 1; the condition is [φ_TIE, c₋, c₊].
-* **outputs** `mean` and `std`: (batch, 1, Y, X) float32, phase in rad
-  (φ = (ŷ₀ + φ_TIE + 1) · {phi_norm:g} / 2), up to a constant."""
+    same, pre = get(task).readme(meta)
     return f"""\
 # napari-cvdm {task.upper()}: {meta["name"]}
 

@@ -111,47 +111,16 @@ class ExportReport:
 
 
 def simulated_input(loaded: Any, size: int, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
-    """A simulated input at the model's optics, (1, C_in, Y, X) float32, and its description.
+    """A simulated input at the model's optics, (1, C_in, Y, X) float32, and its description:
+    the task's :meth:`example` (SR: a widefield microtubule image of ``size``² pixels in ADU,
+    camera offset included; QPI: the two planes [I(−dz), I(+dz)] of a cell phase scene of
+    ``size``² pixels) as the network's input."""
+    from ..tasks import get
 
-    SR: a widefield microtubule image of ``size``² pixels in ADU (camera offset included), at the
-    model's NA and wavelength (the simulator's 0.0626 µm pixels); QPI: the two planes
-    [I(−dz), I(+dz)] of a cell phase scene of ``size``² pixels at the model's wavelength, dz and
-    pixel size.
-    """
-    rng = np.random.default_rng(seed)
-    physics = loaded.metadata["physics"]
-    if loaded.task == "sr":
-        from ..physics.fluorescence import simulate_sr_pair
-
-        sample = simulate_sr_pair(
-            rng,
-            size=int(size),
-            structure="microtubules",
-            photons=1000.0,
-            na=physics["na"],
-            wavelength_um=physics["wavelength_um"],
-        )
-        image = sample.widefield[None, None]
-        info = {
-            "pixel_size_um": float(sample.metadata["widefield_pixel_size_um"]),
-            "what": "simulated widefield microtubules (1000 photons, seed 0)",
-        }
-    else:
-        from ..physics.qpi import simulate_qpi_stack
-
-        sample = simulate_qpi_stack(
-            rng,
-            size=int(size),
-            wavelength_um=physics["wavelength_um"],
-            pixel_size_um=physics["pixel_size_um"],
-            dz_um=physics["dz_um"],
-            source="cells",
-        )
-        image = sample.stack[[0, -1]][None]
-        info = {
-            "pixel_size_um": float(sample.metadata["pixel_size_um"]),
-            "what": "simulated through-focus planes of a cell phase scene (seed 0)",
-        }
+    task = get(loaded.task)
+    example = task.example(np.random.default_rng(seed), loaded.metadata["physics"], size)
+    image = task.export_input(example.image)
+    info = {"pixel_size_um": example.input_pixel_um, "what": example.what}
     return np.ascontiguousarray(image, np.float32), info
 
 
@@ -159,18 +128,18 @@ def simulated_input(loaded: Any, size: int, seed: int = 0) -> tuple[np.ndarray, 
 
 
 def _check_exportable(loaded: Any) -> None:
+    from ..tasks import get
+
     meta = loaded.metadata
-    if meta["task"] not in ("sr", "qpi"):
+    task = get(meta["task"])
+    if not task.reconstructs:
         raise InputError(
             f"model {meta['name']!r} is a {meta['task']!r} model; only SR and QPI models can be "
             "exported to bioimage.io (a restore prior is not an image-to-image network)"
         )
-    if meta["task"] == "sr" and meta["normalization"].get("prior"):
-        raise InputError(
-            f"model {meta['name']!r} conditions on a Richardson-Lucy prior, which napari-cvdm "
-            "computes in numpy/scipy outside the network; such models cannot be exported yet "
-            "(export an SR model without --sr-prior rl)"
-        )
+    refusal = task.export_refusal(meta)
+    if refusal:
+        raise InputError(refusal)
     from ..engine.scripted import condition_channels
 
     want = condition_channels(meta["task"], meta["normalization"])
@@ -197,7 +166,9 @@ def _reference(loaded: Any, image: np.ndarray, settings: ExportSettings) -> Any:
         raw_std=settings.raw_std,
         partial_copies=False,
     )
-    frame = image[0, 0] if loaded.task == "sr" else image[0]
+    from ..tasks import get
+
+    frame = get(loaded.task).export_frame(image)
     for event in reconstruct(frame, loaded, params):
         if isinstance(event, Finished):
             return event.result

@@ -108,10 +108,14 @@ def describe(
         WeightsDescr,
     )
 
+    from ..tasks import get
+
     task = meta["task"]
-    factor = 2.0 if task == "sr" else 1.0
-    in_channels = ["widefield"] if task == "sr" else ["minus_dz", "plus_dz"]
-    out_channel = "intensity" if task == "sr" else "phase"
+    spec = get(task)
+    factor = spec.upscale
+    text = spec.bioimageio
+    in_channels = list(text.input_channels)
+    out_channel = text.output_channel
     raw = TensorId("raw")
 
     def space_in(name: str) -> Any:
@@ -132,11 +136,7 @@ def describe(
 
     input_descr = InputTensorDescr(
         id=raw,
-        description=(
-            "widefield image in camera ADU (offset included)"
-            if task == "sr"
-            else "the two through-focus planes [I(-dz), I(+dz)]"
-        ),
+        description=text.input_description,
         axes=[
             BatchAxis(),
             ChannelAxis(channel_names=[Identifier(c) for c in in_channels]),
@@ -150,10 +150,7 @@ def describe(
     output_descrs = [
         OutputTensorDescr(
             id=TensorId(kind),
-            description=(
-                f"pixelwise {kind} over the samples; "
-                + ("relative intensity (ADU above offset)" if task == "sr" else "phase in rad")
-            ),
+            description=(f"pixelwise {kind} over the samples; " + text.output_value),
             axes=[
                 BatchAxis(),
                 ChannelAxis(channel_names=[Identifier(out_channel)]),
@@ -176,11 +173,7 @@ def describe(
         for kind in ("mean", "std")
     ]
     tags = ["napari-cvdm", "cvdm", "diffusion-model", "uncertainty", "2d", "torchscript"]
-    tags += (
-        ["super-resolution", "fluorescence-light-microscopy", "widefield"]
-        if task == "sr"
-        else ["quantitative-phase-imaging", "brightfield", "phase-retrieval"]
-    )
+    tags += list(text.tags)
     return ModelDescr(
         name=bioimageio_name(meta["name"], task),
         description=(meta["description"] or f"napari-cvdm {task} model")[:1024],

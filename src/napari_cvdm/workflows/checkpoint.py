@@ -135,6 +135,16 @@ def save_checkpoint(
     return path
 
 
+def read_checkpoint_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON header of a checkpoint (step, info: task, architecture, config, ...) without
+    its tensors; raises ``KeyError``, ``ValueError`` or ``OSError`` for a file that is not one
+    (callers that only estimate report nothing)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        return json.loads((handle.metadata() or {})[_HEADER_KEY])
+
+
 def load_checkpoint(path: str | os.PathLike) -> CheckpointData:
     """Read a checkpoint written by :func:`save_checkpoint` (tensors on CPU).
 

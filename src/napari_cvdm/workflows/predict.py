@@ -29,7 +29,8 @@ from ..defaults import ETA, SAMPLER, SAMPLERS, SAMPLES, SAMPLING_STEPS
 from ..engine.header import std_scale
 from ..errors import InputError
 from ..events import Finished, PartialResult, Progress
-from .task_adapters import make_adapter, upsample_condition
+from ..normalization import upsample_condition
+from ..tasks import make_adapter
 
 __all__ = [
     "CURVE_POINTS",
@@ -203,10 +204,9 @@ def _as_loaded(model: Any) -> Any:
     if hasattr(model, "model") and hasattr(model, "metadata"):
         return model
     if isinstance(model, str | Path):
-        from ..engine.modelfile import load_model
-        from ..engine.registry import resolve_model
+        from ..engine.registry import load
 
-        return load_model(resolve_model(model), "cpu")
+        return load(model)
     raise InputError(
         f"model must be a loaded model, a model name or a file path, got {type(model).__name__}"
     )
@@ -217,7 +217,7 @@ def reconstruct(
 ) -> Iterator[Progress | PartialResult | Finished]:
     """Reconstruct ``image`` with ``model`` (``LoadedModel``, name or path); see the module doc.
 
-    ``task_options`` go to the task adapter (``workflows.task_adapters``): SR ``pixel_size_um``,
+    ``task_options`` go to the task's adapter (``tasks.<task>.adapter``): SR ``pixel_size_um``,
     ``na``, ``wavelength_um``, ``offset_adu``; QPI ``focus_axis``, ``planes``, ``background``,
     ``wavelength_um``, ``dz_um``, ``pixel_size_um``; both ``input_name`` (for the provenance).
     """

@@ -19,12 +19,11 @@ on the meta device).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import InputError
-from ..limits import MAX_RESAMPLE_FACTOR, check_memory, format_bytes
+from ..limits import check_memory, format_bytes
 
 __all__ = [
     "BYTES_PER_OUTPUT_PIXEL",
@@ -55,20 +54,6 @@ BYTES_PER_FRAME_PIXEL_PER_SAMPLE = 8
 ACTIVATION_BYTES_PER_PIXEL, ACTIVATION_CAP_BYTES = 1200, 2 << 30
 
 
-def _sr_factor(metadata: dict[str, Any], pixel_size_um: float | None, na: Any, lam: Any) -> float:
-    if pixel_size_um is None:
-        return 1.0
-    from ..physics.psf import psf_width_px, resample_factor_for_model
-
-    p = metadata["physics"]
-    r0 = psf_width_px(float(p["na"]), float(p["wavelength_um"]), float(p["pixel_size_um"]))
-    na = float(p["na"]) if na is None else float(na)
-    lam = float(p["wavelength_um"]) if lam is None else float(lam)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(resample_factor_for_model(float(pixel_size_um), na, lam, r0))
-
-
 def check_job(
     task: str,
     shape: Sequence[int],
@@ -84,36 +69,12 @@ def check_job(
     ``pixel_size_um``, ``na``, ``wavelength_um``); ``available``: bytes of RAM (default: ask
     the system).
     """
-    from .task_adapters import MIN_SIZE
+    from .. import tasks
 
-    if len(shape) < (2 if task == "sr" else 3):  # the task adapter explains what is needed
+    spec = tasks.get(task)
+    if len(shape) < spec.min_input_ndim:  # the task's adapter explains what is needed
         return {"factor": 1.0, "output_shape": tuple(shape), "bytes": 0}
-    h, w = int(shape[-2]), int(shape[-1])
-    lead = [int(s) for s in shape[:-2]]
-    factor = 1.0
-    if task == "sr":
-        factor = _sr_factor(
-            metadata, options.get("pixel_size_um"), options.get("na"), options.get("wavelength_um")
-        )
-        if not 1.0 / MAX_RESAMPLE_FACTOR <= factor <= MAX_RESAMPLE_FACTOR:
-            px = options.get("pixel_size_um")
-            raise InputError(
-                f"{name}: its pixel size ({px:g} µm) would need resampling by {factor:.3g} to "
-                f"match the model (allowed 1/{MAX_RESAMPLE_FACTOR:g} to {MAX_RESAMPLE_FACTOR:g}); "
-                "check the pixel size is in µm (62.6 nm is 0.0626; give --pixel-size to override "
-                "the file's), or use a model trained for this sampling"
-            )
-        fh, fw = max(1, round(h * factor)), max(1, round(w * factor))
-        if min(fh, fw) < MIN_SIZE:
-            raise InputError(
-                f"{name}: after resampling by {factor:.3g} to the model's sampling it would be "
-                f"{fh}×{fw} pixels, below the minimum {MIN_SIZE}×{MIN_SIZE}; use a larger image "
-                "or check the pixel size"
-            )
-        out = (*lead, 2 * fh, 2 * fw)
-    else:
-        frames = lead[:-1] if lead else []
-        out = (*frames, h, w)
+    factor, out = spec.output_plan(tuple(shape), metadata, options, name)
     frame_pixels = out[-1] * out[-2]
     per_frame_pixel = BYTES_PER_FRAME_PIXEL + BYTES_PER_FRAME_PIXEL_PER_SAMPLE * min(n_samples, 8)
     need = (
@@ -142,7 +103,9 @@ def check_sr_offset(
     """SR: the offset the reconstruction will subtract (``offset_adu``, given by the user, or
     the model's default) against the image; raises ``InputError`` for a given offset above most
     of the image, returns a note for such a default (None when it fits, and for QPI)."""
-    if task != "sr":
+    from .. import tasks
+
+    if not tasks.get(task).camera_input:
         return None
     from ..imagekind import check_offset
 
@@ -157,19 +120,16 @@ def check_sr_offset(
 
 #: classical baselines: peak bytes per input pixel (Y × X), measured at 512² (Wiener 430, RL 345,
 #: US-TIE 450 for a 2-plane stack), rounded up; plus the float64 copy of a stack's planes
-BASELINE_BYTES_PER_PIXEL = {"sr": 640, "qpi": 640}
+BASELINE_BYTES_PER_PIXEL = 640
 
 
 def check_baseline_job(
     method: str, shape: Sequence[int], name: str, available: int | None = None
 ) -> int:
     """Refuse a baseline whose working memory does not fit; returns the estimate in bytes."""
-    from ..commands.baseline import SR_METHODS
-
-    kind = "sr" if method in SR_METHODS else "qpi"
     h, w = int(shape[-2]), int(shape[-1])
     planes = math.prod(int(s) for s in shape[:-2]) if len(shape) > 2 else 1
-    need = h * w * (BASELINE_BYTES_PER_PIXEL[kind] + 16 * planes)
+    need = h * w * (BASELINE_BYTES_PER_PIXEL + 16 * planes)
     check_memory(
         need,
         f"the {method} baseline of {name} ({h}×{w})",
@@ -212,11 +172,13 @@ def check_simulation(
     returns ``memory_bytes`` and ``disk_bytes``."""
     from pathlib import Path
 
+    from .. import tasks
     from ..fsutil import free_bytes
 
-    size = int(size or (128 if task == "sr" else 256))
-    per_pair = 4 * size**2 * (1 + 4) if task == "sr" else 4 * size**2 * (int(planes or 2) + 1)
-    memory = SIMULATION_BYTES_PER_PIXEL * size**2 * (4 if task == "qpi" else 1)
+    spec = tasks.get(task)
+    size = int(size or spec.simulation_size)
+    per_pair = 4 * size**2 * spec.simulated_planes(planes)  # float32 input + target planes
+    memory = SIMULATION_BYTES_PER_PIXEL * size**2 * spec.simulation_grid_factor
     check_memory(
         memory, f"simulating one {size}×{size} sample", "choose a smaller --size", available
     )
@@ -253,12 +215,10 @@ def check_simulator_options(task: str, overrides: dict[str, Any], flag: str) -> 
     shared range for sizes, photons and optics), a number or a [low, high] pair where it has a
     range, true/false, text or a JSON object where it has those. Unknown keys are left to the
     simulator, which names the valid ones."""
+    from .. import tasks
     from ..limits import check_value
 
-    if task == "sr":
-        from ..physics.fluorescence import SR_DEFAULTS as defaults
-    else:
-        from ..physics.qpi import QPI_DEFAULTS as defaults
+    defaults = tasks.get(task).simulator_defaults()
 
     def number(value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
@@ -323,23 +283,18 @@ def train_disk_bytes(parameters: int, fp16: bool = False) -> int:
 
 def _architecture(config: Any) -> dict[str, Any] | None:
     """The architecture a run will train: the checkpoint's, the base model's, or None (new)."""
-    import json
-
     if config.resume:
-        from safetensors import safe_open
+        from .checkpoint import read_checkpoint_header
 
         try:
-            with safe_open(str(config.resume), framework="pt", device="cpu") as handle:
-                header = json.loads((handle.metadata() or {})["napari_cvdm_checkpoint"])
-            return dict(header["info"]["architecture"])
+            return dict(read_checkpoint_header(config.resume)["info"]["architecture"])
         except Exception:  # noqa: BLE001 - the trainer reports a bad checkpoint in its words
             return None
     if config.base_model:
-        from ..engine.modelfile import read_metadata
-        from ..engine.registry import resolve_model
+        from ..engine import registry
 
         try:
-            return dict(read_metadata(resolve_model(config.base_model))["architecture"])
+            return dict(registry.header(config.base_model).architecture)
         except Exception:  # noqa: BLE001 - the trainer reports a bad base model in its words
             return None
     return None
@@ -349,15 +304,17 @@ def _parameters(config: Any, architecture: dict[str, Any] | None) -> int:
     """Parameters of the run's network, counted on the meta device (nothing allocated)."""
     import torch
 
+    from .. import tasks
     from ..engine.cvdm import CVDM, CVDMConfig
-    from .training_data import TASK_CHANNELS
 
     try:
         if architecture is not None:
             arch = CVDMConfig.from_dict(architecture)
-        else:
-            cond, target = TASK_CHANNELS[config.task]
-            cond += len(getattr(config, "qpi_extra_alphas", None) or ())  # extra TIE priors
+        else:  # the task's default condition, plus any extra TIE priors
+            task = tasks.get(config.task)
+            cond = task.condition_channels_needed(task.rule())[0]
+            target = task.fixed_channels[1]
+            cond += len(getattr(config, "qpi_extra_alphas", None) or ())
             arch = CVDMConfig(
                 condition_channels=cond,
                 target_channels=target,

@@ -131,13 +131,14 @@ def _as_prior(prior: Any) -> Any:
     if hasattr(prior, "model") and hasattr(prior, "metadata"):
         loaded = prior
     elif isinstance(prior, str | Path) or prior is None:
-        from ..engine.modelfile import load_model
-        from ..engine.registry import resolve_model
+        from ..engine import registry
 
-        loaded = load_model(resolve_model(prior or DEFAULT_PRIOR), "cpu")
+        loaded = registry.load(prior or DEFAULT_PRIOR)
     else:
         raise InputError(f"prior must be a loaded model, a name or a path, got {type(prior)}")
-    if loaded.metadata["task"] != "prior":
+    from .. import tasks
+
+    if not tasks.get(loaded.task).restores:
         raise InputError(
             f"model {loaded.name!r} is a {loaded.metadata['task']!r} model; zero-shot restore "
             "needs an unconditional prior (task 'prior', e.g. prior-fluorescence)"

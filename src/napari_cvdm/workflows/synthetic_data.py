@@ -13,93 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from .. import tasks
 from ..errors import InputError
-from .training_data import (
-    PairBatch,
-    PreparedPair,
-    _grid_patches,
-    _random_patches,
-    prepare_qpi_pair,
-    prepare_sr_pair,
-)
+from .patches import PairBatch, PreparedPair, grid_patches, random_patches
 
 __all__ = ["SyntheticPairs"]
 
 _VALIDATION_STREAM = 0x5EED_0FF5  # distinct from every (seed, step, rank) training stream
-
-
-def _simulate(
-    task: str,
-    rng: np.random.Generator,
-    overrides: dict[str, Any],
-    sr_prior: bool = False,
-    qpi_extra_alphas: tuple[float, ...] = (),
-) -> tuple[PreparedPair, Any]:
-    """One simulated frame pair, normalised like inference inputs; returns it and the metadata.
-
-    ``sr_prior``: the SR condition carries the RL prior computed with the sample's *nominal*
-    optics (what a user would state; the true optics differ, as on a real microscope).
-    ``qpi_extra_alphas``: the extra TIE prior channels of a multi-α QPI model."""
-    if task == "sr":
-        from ..physics.fluorescence import simulate_sr_pair
-
-        sample = simulate_sr_pair(rng, **overrides)
-        md = sample.metadata
-        optics = (
-            {
-                "pixel_size_um": float(md["widefield_pixel_size_um"]),
-                "na": float(md["na"]),
-                "wavelength_um": float(md["wavelength_um"]),
-            }
-            if sr_prior
-            else None
-        )
-        pair = prepare_sr_pair(sample.widefield, sample.target, "synthetic", prior_optics=optics)
-        return pair, md
-    from ..normalization import defocus_number
-    from ..physics.qpi import simulate_qpi_stack
-
-    sample = simulate_qpi_stack(rng, **overrides)
-    md = sample.metadata
-    D = defocus_number(md["wavelength_um"], _outer_dz(md), md["pixel_size_um"])
-    pair = prepare_qpi_pair(
-        sample.stack, sample.phase, "synthetic", defocus_D=D, extra_alphas=qpi_extra_alphas
-    )
-    return pair, md
-
-
-def _outer_dz(metadata: dict[str, Any]) -> float:
-    """±dz of the planes a QPI condition uses (the outermost: ±max|z|, = dz for 2 planes), µm."""
-    return max(abs(float(z)) for z in metadata.get("z_offsets_um", [metadata["dz_um"]]))
-
-
-def _physics_from(task: str, metadata: dict[str, Any]) -> dict[str, float]:
-    """Nominal physical parameters of the recipe for the model file (µm, dimensionless).
-
-    Pixel sizes, plane spacing and the camera offset come from the simulator's metadata; for SR
-    the NA and emission wavelength are the recipe's nominal values (NA 1.49, 0.525 µm), since
-    each sample draws its own jittered optics around them.
-    """
-    from .train_support import DEFAULT_PHYSICS
-
-    out = dict(DEFAULT_PHYSICS[task])
-
-    def number(value: Any) -> float | None:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-        return float(value) if ok else None
-
-    if task == "sr":
-        if (px := number(metadata.get("widefield_pixel_size_um"))) is not None:
-            out["pixel_size_um"] = px
-        camera = metadata.get("camera")
-        if isinstance(camera, dict) and (offset := camera.get("offset_adu")) is not None:
-            out["camera_offset_adu"] = float(offset)
-    else:
-        for key in ("pixel_size_um", "wavelength_um", "dz_um", "na"):
-            if (value := number(metadata.get(key))) is not None:
-                out[key] = value
-        out["dz_um"] = _outer_dz(metadata)  # the defocus of the two planes the model uses
-    return out
 
 
 @dataclass
@@ -123,33 +43,34 @@ class SyntheticPairs:
     qpi_extra_alphas: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.task not in ("sr", "qpi"):
+        if self.task not in tasks.names(trainable=True):
             raise InputError(f"task must be 'sr' or 'qpi', got {self.task!r}")
         self._validation: dict[tuple[int, int], PairBatch] = {}
-        recipe = "SR-B" if self.task == "sr" else "QPI-B"
         self.description = {
             "source": "synthetic",
-            "recipe": recipe,
+            "recipe": tasks.get(self.task).recipe,
             "overrides": {k: repr(v) for k, v in self.overrides.items()},
             **self.description,
         }
 
     def adopt_sr_prior(self, flag: bool) -> None:
         """Simulate SR conditions with (or without) the RL prior channel, as the model needs."""
-        if self.task == "sr" and bool(flag) != self.sr_prior:
-            self.sr_prior = bool(flag)
-            self._validation.clear()
+        self._adopt("sr_prior", bool(flag))
 
     def adopt_qpi_priors(self, extra_alphas: tuple[float, ...]) -> None:
         """Simulate QPI conditions with the extra TIE prior channels the model needs."""
-        extra = tuple(float(a) for a in extra_alphas)
-        if self.task == "qpi" and extra != self.qpi_extra_alphas:
-            self.qpi_extra_alphas = extra
+        self._adopt("qpi_extra_alphas", tuple(float(a) for a in extra_alphas))
+
+    def _adopt(self, option: str, value: Any) -> None:
+        """Simulate with a changed condition option of the task (another task's is ignored)."""
+        if tasks.get(self.task).condition_option == option and value != getattr(self, option):
+            setattr(self, option, value)
             self._validation.clear()
 
     def _pair(self, rng: np.random.Generator) -> tuple[PreparedPair, Any]:
-        """One simulated, normalised pair in this source's condition layout, and its metadata."""
-        return _simulate(self.task, rng, self.overrides, self.sr_prior, self.qpi_extra_alphas)
+        """One simulated, normalised pair in this source's condition layout, and its metadata
+        (the task's :meth:`simulate_pair`)."""
+        return tasks.get(self.task).simulate_pair(rng, self.overrides, self)
 
     def train_batch(self, rng: np.random.Generator, batch: int, patch: int) -> PairBatch:
         """``batch`` augmented patches cut from freshly simulated frames."""
@@ -164,7 +85,7 @@ class SyntheticPairs:
                     f"({pair.target.shape[-1]} px); use --patch {pair.target.shape[-1]} or less"
                 )
             count = min(self.patches_per_frame, batch - len(targets))
-            some = _random_patches([pair], rng, count, patch)
+            some = random_patches([pair], rng, count, patch)
             conditions.extend(some.condition)
             targets.extend(some.target)
         return PairBatch(np.stack(conditions), np.stack(targets))
@@ -180,9 +101,9 @@ class SyntheticPairs:
                 pairs.append(pair)
                 metas.append(meta)
             side = min(patch, *(min(p.target.shape[-2:]) for p in pairs))
-            self._validation[key] = _grid_patches(pairs, side - side % 8, count)
+            self._validation[key] = grid_patches(pairs, side - side % 8, count)
             if not self.physics:
-                self.physics = _physics_from(self.task, dict(metas[0]))
+                self.physics = tasks.get(self.task).simulated_physics(dict(metas[0]))
         return self._validation[key]
 
     @property
@@ -197,5 +118,5 @@ class SyntheticPairs:
         """The recipe's physical parameters, simulating one validation frame if needed."""
         if not self.physics:
             rng = np.random.default_rng([int(self.seed), _VALIDATION_STREAM])
-            self.physics = _physics_from(self.task, dict(self._pair(rng)[1]))
+            self.physics = tasks.get(self.task).simulated_physics(dict(self._pair(rng)[1]))
         return self.physics

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from .. import tasks
 from ..defaults import (
     FINETUNE_LR,
     LR,
@@ -45,6 +46,8 @@ from ..defaults import (
 )
 from ..errors import InputError
 from ..events import Finished, LossReport, Progress, Validation
+from ..tasks.qpi import DEFAULT_QPI_EXTRA_ALPHAS as QPI_DEFAULT_EXTRA_ALPHAS
+from ..tasks.sr import DEFAULT_SR_PRIOR as SR_DEFAULT_PRIOR
 from .train_support import (
     Prefetcher,
     build_metadata,
@@ -53,7 +56,6 @@ from .train_support import (
     seed_step,
     weights_digest,
 )
-from .training_data import TASK_CHANNELS, condition_channels
 
 __all__ = [
     "DEFAULT_FINETUNE_LR",
@@ -67,16 +69,9 @@ __all__ = [
 
 DEFAULT_LR = LR
 DEFAULT_FINETUNE_LR = FINETUNE_LR
-#: sampler clamp of |ŷ_0 + x_up| for SR models (targets in the input's units, see
-#: normalization.normalize_target_to_condition); only a guard against diverging pixels
-SR_DENOISED_BOUND = 6.0
-#: whether SR models trained from scratch condition on the Richardson–Lucy prior: not yet — in
-#: the measured comparison on recipe SR-B (docs/models.md) the widefield-only condition after 733
-#: fine-tuning steps beat the RL-residual one after 2,322 on SSIM at every level and on mean PSNR
-DEFAULT_SR_PRIOR = False
-#: the extra TIE prior channels of QPI models trained from scratch: none until a measured
-#: comparison shows the multi-α condition (normalization.QPI_TIE_EXTRA_ALPHAS) is better
-DEFAULT_QPI_EXTRA_ALPHAS: tuple[float, ...] = ()
+#: the condition defaults of runs from scratch live with their task (tasks/sr.py, tasks/qpi.py)
+DEFAULT_SR_PRIOR = SR_DEFAULT_PRIOR
+DEFAULT_QPI_EXTRA_ALPHAS = QPI_DEFAULT_EXTRA_ALPHAS
 #: consecutive steps with a non-finite gradient that are skipped before the run counts as diverged
 MAX_SKIPPED_STEPS = 5
 
@@ -169,7 +164,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`InputError` for settings that cannot work."""
-        if self.task not in ("sr", "qpi"):
+        if self.task not in tasks.names(trainable=True):
             raise InputError(f"task must be 'sr' or 'qpi', got {self.task!r}")
         for key in (
             "steps",
@@ -196,10 +191,7 @@ class TrainConfig:
         if self.preset not in PRESETS:
             choices = f"{', '.join(PRESETS[:-1])} or {PRESETS[-1]}"
             raise InputError(f"preset must be {choices}, got {self.preset!r}")
-        if self.sr_prior and self.task != "sr":
-            raise InputError("the RL prior channel is for SR models; drop --sr-prior for qpi")
-        if self.qpi_extra_alphas and self.task != "qpi":
-            raise InputError("extra TIE prior channels are for QPI models; drop --qpi-priors")
+        tasks.get(self.task).check_train_options(self)
         if any(not float(a) > 0 for a in self.qpi_extra_alphas or ()):
             raise InputError(f"TIE prior weights must be positive, got {self.qpi_extra_alphas}")
         if Path(self.output).suffix != ".safetensors":
@@ -241,7 +233,7 @@ def _check_condition_channels(
     task: str, channels: Any, what: str, fix: str, want: int | None = None
 ) -> None:
     """Refuse a model or checkpoint whose condition channels differ from the task's data."""
-    want = TASK_CHANNELS[task][0] if want is None else want
+    want = tasks.get(task).fixed_channels[0] if want is None else want
     if channels != want:
         raise InputError(
             f"{what} takes {channels} condition channels, but {task} training data now has "
@@ -280,33 +272,9 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
         model.load_state_dict(resume.model_state, strict=True)
         return model, dict(resume.info.get("origin", {}))
     if config.base_model:
-        from ..engine.modelfile import load_model
-        from ..engine.registry import resolve_model
-
-        loaded = load_model(resolve_model(config.base_model), "cpu")
-        if loaded.task != config.task:
-            raise InputError(
-                f"base model {config.base_model!r} is a {loaded.task!r} model but the task is "
-                f"{config.task!r}; choose a {config.task} model to fine-tune"
-            )
-        model = loaded.model.float().train()
-        model = _widen_condition(model, config)
-        _check_condition_channels(
-            config.task,
-            model.config.condition_channels,
-            f"base model {config.base_model!r}",
-            f"fine-tune a current {config.task} model or train from scratch",
-            _condition_channels(config),
-        )
-        origin = {
-            "base_model": loaded.name,
-            "base_model_sha256": loaded.sha256,
-            "base_physics": loaded.metadata.get("physics", {}),
-            "base_normalization": loaded.metadata.get("normalization", {}),
-            "base_training": _training_totals(loaded.metadata.get("training", {})),
-        }
-        return model, origin
-    cond, target = _condition_channels(config), TASK_CHANNELS[config.task][1]
+        return _base_model(config)
+    cond = _condition_channels(config)
+    target = tasks.get(config.task).fixed_channels[1]
     torch.manual_seed(config.seed)
     # both tasks are residual: SR on the up-sampled widefield, QPI on the TIE prior channel
     arch = CVDMConfig(
@@ -315,72 +283,55 @@ def _build_model(config: TrainConfig, resume: Any) -> tuple[torch.nn.Module, dic
     return CVDM(arch), {}
 
 
+def _base_model(config: TrainConfig) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The base model to fine-tune (its task checked, widened to the run's condition) and its
+    origin: name, digest, physics, rule and training totals."""
+    from ..engine import registry
+
+    loaded = registry.load(config.base_model)
+    if loaded.task != config.task:
+        raise InputError(
+            f"base model {config.base_model!r} is a {loaded.task!r} model but the task is "
+            f"{config.task!r}; choose a {config.task} model to fine-tune"
+        )
+    model = loaded.model.float().train()
+    model = _widen_condition(model, config)
+    _check_condition_channels(
+        config.task,
+        model.config.condition_channels,
+        f"base model {config.base_model!r}",
+        f"fine-tune a current {config.task} model or train from scratch",
+        _condition_channels(config),
+    )
+    header = loaded.header
+    origin = {
+        "base_model": loaded.name,
+        "base_model_sha256": loaded.sha256,
+        "base_physics": header.physics,
+        "base_normalization": header.normalization,
+        "base_training": header.history,
+    }
+    return model, origin
+
+
 def _widen_condition(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
     """A base model that lacks the run's prior channels gains them with zero input weights (it
-    computes what it did): SR's RL prior as channel 0, QPI's extra TIE priors after channel 0."""
+    computes what it did), where the task puts them (``widen_positions``): SR's RL prior as
+    channel 0, QPI's extra TIE priors after channel 0."""
     from ..engine.cvdm import insert_condition_channel
 
     missing = _condition_channels(config) - model.config.condition_channels
-    if config.task == "sr" and config.sr_prior and missing == 1:
-        return insert_condition_channel(model, 0).train()  # the RL prior is channel 0
-    extra = len(config.qpi_extra_alphas or ())
-    if config.task == "qpi" and extra and missing == extra:
-        for _ in range(extra):  # [TIE(α), extra TIE priors…, c−, c+]
-            model = insert_condition_channel(model, 1)
-        return model.train()
-    return model
-
-
-def _inherited_qpi_alphas(config: TrainConfig, resume: Any) -> tuple[float, ...]:
-    """The extra TIE prior weights of a QPI run when not told: as its checkpoint or base model
-    has them, else :data:`DEFAULT_QPI_EXTRA_ALPHAS`."""
-    if resume is not None:
-        return tuple(resume.info.get("config", {}).get("qpi_extra_alphas") or ())
-    if config.base_model:
-        from ..engine.modelfile import read_metadata
-        from ..engine.registry import resolve_model
-        from ..normalization import qpi_prior_alphas
-
-        rule = read_metadata(resolve_model(config.base_model)).get("normalization", {})
-        return qpi_prior_alphas(rule)[1:]
-    return DEFAULT_QPI_EXTRA_ALPHAS
-
-
-def _inherited_sr_prior(config: TrainConfig, resume: Any) -> bool:
-    """Whether an SR run uses the RL prior when not told: as its checkpoint or base model does,
-    else :data:`DEFAULT_SR_PRIOR`."""
-    if resume is not None:
-        return resume.info.get("architecture", {}).get("condition_channels") == 2
-    if config.base_model:
-        from ..engine.modelfile import read_metadata
-        from ..engine.registry import resolve_model
-
-        rule = read_metadata(resolve_model(config.base_model)).get("normalization", {})
-        return bool(rule.get("prior"))
-    return DEFAULT_SR_PRIOR
-
-
-def _training_totals(training: dict[str, Any]) -> dict[str, float]:
-    """Cumulative optimiser steps and wall time (s) of a model, over all the runs it went through
-    (older files record only their own run's ``steps`` and ``wall_time_s``)."""
-
-    def number(key: str, fallback: str) -> float:
-        value = training.get(key, training.get(fallback, 0))
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-        return float(value) if ok else 0.0
-
-    return {
-        "cumulative_steps": number("cumulative_steps", "steps"),
-        "cumulative_wall_time_s": number("cumulative_wall_time_s", "wall_time_s"),
-    }
+    positions = tasks.get(config.task).widen_positions(config, missing)
+    for index in positions:
+        model = insert_condition_channel(model, index)
+    return model.train() if positions else model
 
 
 def _condition_channels(config: TrainConfig) -> int:
-    """C_x of the run's data: SR 1 or 2 (with the RL prior), QPI 3 ([TIE prior, c−, c+]) plus
-    one per extra TIE prior."""
-    if config.task == "qpi":
-        return condition_channels("qpi", True, config.qpi_extra_alphas or ())
-    return condition_channels("sr", config.sr_prior)
+    """C_x of the run's data, as the rule the run writes says (SR 1, or 2 with the RL prior;
+    QPI 3 ([TIE prior, c−, c+]) plus one per extra TIE prior)."""
+    task = tasks.get(config.task)
+    return task.condition_channels_needed(task.train_rule(config))[0]
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -402,6 +353,13 @@ def _stop_requested(stop: Any) -> bool:
 # --- the run, step by step ------------------------------------------------------------------
 
 
+def _base_rule(config: TrainConfig) -> dict[str, Any]:
+    """The normalisation rule of the base model (its header only)."""
+    from ..engine import registry
+
+    return dict(registry.header(config.base_model).normalization)
+
+
 def _resume_and_options(config: TrainConfig) -> Any:
     """Load the checkpoint to resume (None without one) and settle the run's condition options
     (``sr_prior``, ``qpi_extra_alphas``): as given, else as the checkpoint or base model has
@@ -414,13 +372,7 @@ def _resume_and_options(config: TrainConfig) -> Any:
             f"checkpoint {config.resume} is for task {resume.info.get('task')!r}, not "
             f"{config.task!r}; resume it with --task {resume.info.get('task')}"
         )
-    if config.sr_prior is None:
-        config.sr_prior = config.task == "sr" and _inherited_sr_prior(config, resume)
-    if config.qpi_extra_alphas is None:
-        config.qpi_extra_alphas = (
-            _inherited_qpi_alphas(config, resume) if config.task == "qpi" else ()
-        )
-    config.qpi_extra_alphas = tuple(float(a) for a in config.qpi_extra_alphas)
+    tasks.get(config.task).settle_train_options(config, resume, lambda: _base_rule(config))
     if resume is not None:
         check_resume_settings(config, resume.info.get("config", {}), config.resume)
         _check_condition_channels(
@@ -452,23 +404,7 @@ def _data_source(config: TrainConfig, data: Any) -> Any:
             sr_prior=config.sr_prior,
         )
     )
-    if config.task == "sr":  # the data follow the model: with or without the RL prior channel
-        adopt = getattr(source, "adopt_sr_prior", None)
-        if adopt is not None:
-            adopt(config.sr_prior)
-        elif config.sr_prior:
-            raise InputError(
-                "this training data source cannot add the RL prior channel the model needs; "
-                "give images or a folder, or train with --sr-prior none"
-            )
-    if config.task == "qpi" and config.qpi_extra_alphas:  # the data follow the model, as above
-        adopt = getattr(source, "adopt_qpi_priors", None)
-        if adopt is None:
-            raise InputError(
-                "this training data source cannot add the extra TIE prior channels the model "
-                "needs; give images or a folder, or train with --qpi-priors single"
-            )
-        adopt(config.qpi_extra_alphas)
+    tasks.get(config.task).adopt_data(source, config)  # the data follow the model
     return source
 
 
@@ -487,8 +423,9 @@ class _Run:
         self.config, self.source, self.dist = config, source, dist
         self.device, self.rank, self.world = dist.device, dist.rank, dist.world
         model, self.origin = _build_model(config, resume)
-        if config.task == "sr":  # input-scaled targets reach a few units at bright, sharp peaks
-            model.config.extra["denoised_bound"] = SR_DENOISED_BOUND
+        bound = tasks.get(config.task).denoised_bound  # SR: input-scaled targets reach a few
+        if bound is not None:  # units at bright, sharp peaks
+            model.config.extra["denoised_bound"] = bound
         if config.freeze_schedule:
             for p in _schedule_parameters(model):
                 p.requires_grad_(False)

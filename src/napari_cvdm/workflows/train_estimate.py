@@ -63,18 +63,16 @@ def estimate_training(
     """
     import torch
 
+    from .. import tasks
     from ..engine.cvdm import CVDM, CVDMConfig
     from ..engine.device import resolve_device
-    from .training_data import TASK_CHANNELS
 
     device = resolve_device(config.device)
-    cond = TASK_CHANNELS[config.task][0]
-    if config.task == "sr" and getattr(config, "sr_prior", False):
-        cond += 1  # the RL prior channel
-    cond += len(getattr(config, "qpi_extra_alphas", None) or ())  # extra TIE prior channels
+    task = tasks.get(config.task)  # the run's condition: its prior channels included
+    cond = task.condition_channels_needed(task.train_rule(config))[0]
     arch = CVDMConfig(
         condition_channels=cond,
-        target_channels=TASK_CHANNELS[config.task][1],
+        target_channels=task.fixed_channels[1],
         preset=config.preset,
         residual=True,
     )

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import tasks
+
 __all__ = [
-    "DEFAULT_PHYSICS",
     "DistributedContext",
     "Prefetcher",
     "build_metadata",
@@ -26,12 +27,6 @@ __all__ = [
     "step_rng",
     "weights_digest",
 ]
-
-#: nominal physics of the SR-A / QPI-A recipes (used when the data does not say)
-DEFAULT_PHYSICS = {
-    "sr": {"pixel_size_um": 0.0626, "upscale": 2.0, "wavelength_um": 0.525, "na": 1.49},
-    "qpi": {"pixel_size_um": 0.21, "wavelength_um": 0.521, "dz_um": 1.0},
-}
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -192,23 +187,11 @@ def _sample_patches(model: torch.nn.Module, x: torch.Tensor, steps: int, seed: i
     return torch.cat(out)
 
 
-def _safe(metric: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
-    """A metric dict, or {} for a patch the metric refuses (e.g. a blank target)."""
-    from ..errors import InputError
-
-    try:
-        return metric(*args, **kwargs)
-    except InputError:
-        return {}
-
-
 def run_validation(
     ema: torch.nn.Module, batch: Any, config: Any, device: torch.device
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Validation loss, few-step sampling metrics (SR: psnr, ssim; QPI: phase_mae) and a preview."""
-    from ..metrics import qpi_metrics, sr_metrics
-    from ..normalization import model_to_phase
-
+    """Validation loss, few-step sampling metrics (the task's: SR psnr, ssim; QPI phase_mae)
+    and a preview."""
     x = torch.from_numpy(batch.condition).to(device)
     y = torch.from_numpy(batch.target).to(device)
     residual = bool(getattr(ema.config, "residual", False))
@@ -221,17 +204,7 @@ def run_validation(
         pred = pred + x[:, : pred.shape[1]].float().cpu()
     pred_np = pred.numpy()
     target_np = batch.target
-    if config.task == "sr":
-        per = [_safe(sr_metrics, p[0], t[0]) for p, t in zip(pred_np, target_np)]
-        for key in ("psnr", "ssim"):
-            metrics[key] = float(np.nanmean([m.get(key, np.nan) for m in per]))
-    else:
-        border = min(16, target_np.shape[-1] // 8)
-        per = [
-            _safe(qpi_metrics, model_to_phase(p[0]), model_to_phase(t[0]), border=border)
-            for p, t in zip(pred_np, target_np)
-        ]
-        metrics["phase_mae"] = float(np.nanmean([m.get("mae_rad", np.nan) for m in per]))
+    metrics.update(tasks.get(config.task).validation_metrics(pred_np, target_np))
     return metrics, preview_montage(batch.condition, pred_np, target_np)
 
 
@@ -249,9 +222,9 @@ def build_metadata(
 ) -> dict[str, Any]:
     """The model header (task, name, description, normalization, physics, training)."""
     from .. import __version__
-    from ..normalization import qpi_rule, sr_rule
 
-    physics: dict[str, Any] = dict(DEFAULT_PHYSICS[config.task])
+    task = tasks.get(config.task)
+    physics: dict[str, Any] = dict(task.default_physics)
     assumed = sorted(
         set(physics)
         - set(source.physics)
@@ -261,16 +234,7 @@ def build_metadata(
     physics.update(origin.get("base_physics", {}))
     physics.update(source.physics)
     physics.update(config.physics)
-    if config.task == "sr":
-        normalization = sr_rule(
-            offset_adu=float(physics.get("camera_offset_adu", 100.0)),
-            prior=bool(getattr(config, "sr_prior", False)),
-        )
-    else:  # the TIE prior's D as used in training, for stacks of unknown optics
-        normalization = qpi_rule(
-            defocus_D=getattr(source, "defocus_D", None),
-            extra_alphas=tuple(getattr(config, "qpi_extra_alphas", None) or ()),
-        )
+    normalization = task.train_rule(config, physics, source)
     data = source.description
     base = origin.get("base_training", {})
     name = config.name or os.path.splitext(os.path.basename(os.fspath(config.output)))[0]

@@ -27,25 +27,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .. import tasks
 from ..errors import InputError
-from ..normalization import (
-    defocus_number,
-    fit_input_norm,
-    normalize_target_to_condition,
-    phase_to_model,
-    qpi_condition,
-    qpi_contrast,
-    qpi_rule,
-    sr_condition,
-    sr_rule,
-)
+from ..tasks.qpi import default_defocus_number
+from ..tasks.qpi import prepare_pair as prepare_qpi_pair
+from ..tasks.sr import prepare_pair as prepare_sr_pair
+from .patches import PairBatch, PreparedPair, dihedral, grid_patches, random_patches
 
 __all__ = [
     "PairBatch",
     "PairedImages",
     "PreparedPair",
     "TrainingData",
-    "condition_channels",
     "dihedral",
     "make_training_data",
     "paired_folders",
@@ -53,26 +46,7 @@ __all__ = [
     "prepare_sr_pair",
 ]
 
-TASK_CHANNELS = {"sr": (1, 1), "qpi": (3, 1)}  # QPI: [TIE prior, c−, c+]
-RAW_SIM_FRAMES = 9
 _PIXEL_TOLERANCE = 0.02  # relative mismatch of pixel sizes accepted
-
-
-@dataclass(frozen=True)
-class PairBatch:
-    """A batch in model units: ``condition`` (B, C_x, P, P), ``target`` (B, C_y, P, P), float32."""
-
-    condition: np.ndarray
-    target: np.ndarray
-
-
-@dataclass(frozen=True)
-class PreparedPair:
-    """One whole normalised frame pair: ``condition`` (C_x, H, W), ``target`` (1, H, W)."""
-
-    condition: np.ndarray
-    target: np.ndarray
-    name: str = ""
 
 
 class TrainingData(Protocol):
@@ -92,164 +66,9 @@ class TrainingData(Protocol):
 
 def upsample_to_target_grid(condition: np.ndarray) -> np.ndarray:
     """Bicubic ×2 of a (..., Y, X) SR condition onto the target grid (inference's function)."""
-    from .task_adapters import upsample_condition
+    from ..normalization import upsample_condition
 
     return np.asarray(upsample_condition(np.asarray(condition, dtype=np.float32)), np.float32)
-
-
-def prepare_sr_pair(
-    widefield: np.ndarray,
-    target: np.ndarray,
-    name: str = "",
-    *,
-    prior_optics: dict[str, float] | None = None,
-) -> PreparedPair:
-    """Widefield (Y, X) ADU + ground truth (2Y, 2X) → a :class:`PreparedPair`.
-
-    ``prior_optics`` (``pixel_size_um`` of the widefield, ``na``, ``wavelength_um``: what the
-    user of the data would state) adds the RL prior channel: condition ``[RL, widefield ×2]``
-    (:func:`~napari_cvdm.normalization.sr_condition`); without it the condition is the
-    widefield ×2 alone. The camera offset cancels in the percentile map (both percentiles are
-    offset-subtracted), so none is needed here; inference stores it only to undo the map.
-    """
-    widefield = np.asarray(widefield)
-    target = np.asarray(target)
-    if widefield.ndim != 2 or target.ndim != 2:
-        raise InputError(
-            f"SR pair {name!r}: expected a 2-D widefield and a 2-D target, got shapes "
-            f"{widefield.shape} and {target.shape}"
-        )
-    if target.shape != (2 * widefield.shape[0], 2 * widefield.shape[1]):
-        raise InputError(
-            f"SR pair {name!r}: the target must be exactly twice the widefield size in Y and X "
-            f"(widefield {widefield.shape} → target {tuple(2 * s for s in widefield.shape)}), "
-            f"got {target.shape}; crop or resample so the grids match"
-        )
-    norm = fit_input_norm(widefield)
-    condition = sr_condition(widefield, norm, sr_rule(prior=prior_optics is not None), prior_optics)
-    return PreparedPair(
-        condition=condition,
-        target=normalize_target_to_condition(target, condition[-1])[None],
-        name=name,
-    )
-
-
-def condition_channels(task: str, prior: bool, qpi_extra_alphas: Sequence[float] = ()) -> int:
-    """C_x of a task's condition: SR 1 (+1 with the RL prior); QPI 2 (+1 with the TIE prior, +1
-    per extra TIE prior)."""
-    extra = len(qpi_extra_alphas) if task == "qpi" and prior else 0
-    return {"sr": 1, "qpi": 2}[task] + int(bool(prior)) + extra
-
-
-def select_qpi_planes(stack: np.ndarray, planes: Sequence[int] | None = None) -> np.ndarray:
-    """The two planes [I(−dz), I(+dz)] of a (Z, Y, X) stack: ``planes``, or the first and last
-    (the inference default)."""
-    stack = np.asarray(stack)
-    if stack.ndim != 3 or stack.shape[0] < 2:
-        raise InputError(
-            f"a QPI input must be a (Z, Y, X) through-focus stack with at least 2 planes, got "
-            f"shape {stack.shape}"
-        )
-    nz = stack.shape[0]
-    lo, hi = (0, nz - 1) if planes is None else (int(p) for p in planes)
-    if not (-nz <= lo < nz and -nz <= hi < nz) or lo % nz == hi % nz:
-        raise InputError(
-            f"planes {tuple(planes or ())} are not two distinct indices of a {nz}-plane stack; "
-            f"give planes=(i, j) with 0 <= i, j < {nz}"
-        )
-    return stack[[lo % nz, hi % nz]]
-
-
-def prepare_qpi_pair(
-    stack: np.ndarray,
-    phase: np.ndarray,
-    name: str = "",
-    planes: Sequence[int] | None = None,
-    defocus_D: float | None = None,
-    extra_alphas: Sequence[float] = (),
-) -> PreparedPair:
-    """Through-focus stack (Z, Y, X) + phase (Y, X) rad → a :class:`PreparedPair`.
-
-    The condition is ``[TIE prior, c−, c+]`` (3, Y, X) (:func:`~napari_cvdm.normalization.
-    qpi_condition`), the prior computed on the whole frame with the defocus number
-    ``defocus_D`` = λ·dz/Δx² of the data (default: the QPI-A recipe's); ``extra_alphas`` adds
-    one TIE prior channel per Tikhonov weight after the first (a multi-α model's condition).
-    """
-    two = select_qpi_planes(stack, planes)
-    phase = np.asarray(phase)
-    if phase.ndim != 2 or phase.shape != two.shape[1:]:
-        raise InputError(
-            f"QPI pair {name!r}: the phase target must be 2-D with the stack's Y, X size "
-            f"{two.shape[1:]}, got {phase.shape}"
-        )
-    if defocus_D is None:
-        defocus_D = _default_defocus_number()
-    rule = qpi_rule(extra_alphas=tuple(float(a) for a in extra_alphas))
-    condition = qpi_condition(qpi_contrast(two), defocus_D, rule)
-    return PreparedPair(condition=condition, target=phase_to_model(phase)[None], name=name)
-
-
-def _default_defocus_number(physics: dict[str, float] | None = None) -> float:
-    """D = λ·dz/Δx² from ``physics`` (µm), each missing value taken from the QPI-A recipe."""
-    from .train_support import DEFAULT_PHYSICS
-
-    merged = {**DEFAULT_PHYSICS["qpi"], **(physics or {})}
-    return defocus_number(merged["wavelength_um"], merged["dz_um"], merged["pixel_size_um"])
-
-
-# --- patches ------------------------------------------------------------------------------
-
-
-def dihedral(array: np.ndarray, k: int) -> np.ndarray:
-    """Symmetry ``k`` (0–7) of the square on the last two axes: rot90 ``k % 4``, then a flip of
-    X when ``k ≥ 4``."""
-    out = np.rot90(array, k % 4, axes=(-2, -1))
-    if k >= 4:
-        out = out[..., ::-1]
-    return out
-
-
-def _random_patches(
-    pairs: Sequence[PreparedPair], rng: np.random.Generator, batch: int, patch: int
-) -> PairBatch:
-    """``batch`` random patches, images drawn in proportion to their area, random dihedral."""
-    areas = np.array([p.target.shape[-2] * p.target.shape[-1] for p in pairs], dtype=np.float64)
-    conditions, targets = [], []
-    for _ in range(batch):
-        pair = pairs[int(rng.choice(len(pairs), p=areas / areas.sum()))]
-        h, w = pair.target.shape[-2:]
-        y0 = int(rng.integers(0, h - patch + 1))
-        x0 = int(rng.integers(0, w - patch + 1))
-        k = int(rng.integers(0, 8))
-        window = (slice(None), slice(y0, y0 + patch), slice(x0, x0 + patch))
-        conditions.append(dihedral(pair.condition[window], k))
-        targets.append(dihedral(pair.target[window], k))
-    return PairBatch(
-        np.ascontiguousarray(np.stack(conditions), dtype=np.float32),
-        np.ascontiguousarray(np.stack(targets), dtype=np.float32),
-    )
-
-
-def _grid_patches(pairs: Sequence[PreparedPair], patch: int, count: int) -> PairBatch:
-    """Up to ``count`` fixed, non-overlapping patches (centre first), no augmentation."""
-    conditions, targets = [], []
-    for pair in pairs:
-        h, w = pair.target.shape[-2:]
-        ny, nx = h // patch, w // patch
-        oy, ox = (h - ny * patch) // 2, (w - nx * patch) // 2
-        cells = sorted(
-            ((i, j) for i in range(ny) for j in range(nx)),
-            key=lambda ij: (ij[0] - (ny - 1) / 2) ** 2 + (ij[1] - (nx - 1) / 2) ** 2,
-        )
-        for i, j in cells:
-            y0, x0 = oy + i * patch, ox + j * patch
-            conditions.append(pair.condition[:, y0 : y0 + patch, x0 : x0 + patch])
-            targets.append(pair.target[:, y0 : y0 + patch, x0 : x0 + patch])
-            if len(targets) == count:
-                break
-        if len(targets) == count:
-            break
-    return PairBatch(np.stack(conditions).astype(np.float32), np.stack(targets).astype(np.float32))
 
 
 # --- pairs of arrays / layers / folders ---------------------------------------------------
@@ -260,19 +79,14 @@ def _check_pixel_sizes(
 ) -> None:
     if input_px is None or target_px is None:
         return
-    want = input_px / 2.0 if task == "sr" else input_px
+    spec = tasks.get(task)
+    want = input_px / spec.target_pixel_ratio
     if abs(target_px - want) > _PIXEL_TOLERANCE * want:
-        relation = "half the input's" if task == "sr" else "the input's"
         raise InputError(
-            f"pair {name!r}: the target pixel size {target_px:g} µm should be {relation} "
+            f"pair {name!r}: the target pixel size {target_px:g} µm should be "
+            f"{spec.target_pixel_relation} "
             f"({want:g} µm, input {input_px:g} µm); check the files' pixel sizes or resample"
         )
-
-
-def _widefield_from_raw_sim(stack: np.ndarray) -> np.ndarray:
-    from ..io import widefield_from_raw_sim
-
-    return widefield_from_raw_sim(stack)
 
 
 @dataclass
@@ -301,7 +115,7 @@ class PairedImages:
     qpi_extra_alphas: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.task not in TASK_CHANNELS:
+        if self.task not in tasks.names(trainable=True):
             raise InputError(f"task must be 'sr' or 'qpi', got {self.task!r}")
         if len(self.inputs) != len(self.targets):
             raise InputError(
@@ -334,54 +148,23 @@ class PairedImages:
     def adopt_sr_prior(self, flag: bool) -> None:
         """Prepare the SR conditions with (or without) the RL prior channel, as the model needs
         (the trainer calls this once it knows the model)."""
-        if self.task == "sr" and bool(flag) != self.sr_prior:
-            self.sr_prior = bool(flag)
-            self.__post_init__()
+        self._adopt("sr_prior", bool(flag))
 
     def adopt_qpi_priors(self, extra_alphas: Sequence[float]) -> None:
         """Prepare the QPI conditions with the extra TIE prior channels the model needs."""
-        extra = tuple(float(a) for a in extra_alphas)
-        if self.task == "qpi" and extra != self.qpi_extra_alphas:
-            self.qpi_extra_alphas = extra
+        self._adopt("qpi_extra_alphas", tuple(float(a) for a in extra_alphas))
+
+    def _adopt(self, option: str, value: Any) -> None:
+        """Re-prepare the pairs when the task's condition option changes (an option of another
+        task is ignored)."""
+        if tasks.get(self.task).condition_option == option and value != getattr(self, option):
+            setattr(self, option, value)
             self.__post_init__()
-
-    def _prior_optics(self, input_px: float | None) -> dict[str, float] | None:
-        """The nominal optics of the SR RL prior (None without it): the pair's pixel size, else
-        ``physics``, else the SR recipe's defaults."""
-        if not self.sr_prior:
-            return None
-        from .train_support import DEFAULT_PHYSICS
-
-        merged = {**DEFAULT_PHYSICS["sr"], **self.physics}
-        if input_px:
-            merged["pixel_size_um"] = float(input_px)
-        return {k: float(merged[k]) for k in ("pixel_size_um", "na", "wavelength_um")}
 
     def _prepare(
         self, x: np.ndarray, y: np.ndarray, name: str, input_px: float | None = None
     ) -> list[PreparedPair]:
-        if self.task == "qpi":
-            return [
-                prepare_qpi_pair(x, y, name, self.qpi_planes, self.defocus_D, self.qpi_extra_alphas)
-            ]
-        optics = self._prior_optics(input_px)
-        if x.ndim == 3 and y.ndim == 2:
-            if x.shape[0] != RAW_SIM_FRAMES:
-                raise InputError(
-                    f"SR pair {name!r}: a 3-D input with a 2-D target must be a raw-SIM stack of "
-                    f"{RAW_SIM_FRAMES} frames, got {x.shape[0]} frames; give the widefield image"
-                )
-            x = _widefield_from_raw_sim(x)
-        if x.ndim == 3 and y.ndim == 3:
-            if x.shape[0] != y.shape[0]:
-                raise InputError(
-                    f"SR pair {name!r}: input has {x.shape[0]} frames but target {y.shape[0]}"
-                )
-            return [
-                prepare_sr_pair(a, b, f"{name}[{t}]", prior_optics=optics)
-                for t, (a, b) in enumerate(zip(x, y))
-            ]
-        return [prepare_sr_pair(x, y, name, prior_optics=optics)]
+        return tasks.get(self.task).prepare_pairs(x, y, name, input_px, self)
 
     @property
     def defocus_D(self) -> float:
@@ -390,7 +173,7 @@ class PairedImages:
         used on a stack of unknown optics computes the prior it was trained with."""
         known = [p for p in (self.input_pixel_size_um or []) if p]
         physics = {**({"pixel_size_um": float(known[0])} if known else {}), **self.physics}
-        return _default_defocus_number(physics)
+        return default_defocus_number(physics)
 
     def train_batch(self, rng: np.random.Generator, batch: int, patch: int) -> PairBatch:
         """``batch`` random augmented patches of side ``patch`` (target grid)."""
@@ -400,7 +183,7 @@ class PairedImages:
                 f"patch size {patch} is larger than the smallest training image ({smallest} px "
                 "on the target grid); use a smaller patch size"
             )
-        return _random_patches(self.train_pairs, rng, batch, patch)
+        return random_patches(self.train_pairs, rng, batch, patch)
 
     def validation_batch(self, patch: int, count: int = 4) -> PairBatch:
         """Fixed validation patches (side ≤ ``patch``, a multiple of 8) from the held-out data."""
@@ -408,7 +191,7 @@ class PairedImages:
         side -= side % 8
         if side < 8:
             raise InputError("the validation images are smaller than 8 px; give larger images")
-        return _grid_patches(self.val_pairs, side, count)
+        return grid_patches(self.val_pairs, side, count)
 
 
 def _split(
