@@ -339,6 +339,9 @@ def test_export_bad_inputs_are_one_line_and_write_nothing(tmp_path, capsys, monk
     _one_line_error(capsys, code, "is not a folder")
     code = main(["export-bioimageio", str(model), "--output", str(out / "a.zip"), "--samples", "0"])
     _one_line_error(capsys, code, "--samples")
+    # one sample: the std output would be all zeros, which bioimage.io refuses
+    code = main(["export-bioimageio", str(model), "--output", str(out / "a.zip"), "--samples", "1"])
+    _one_line_error(capsys, code, "--samples must be at least 2")
     prior = resources.files("napari_cvdm").joinpath("models/prior-fluorescence.safetensors")
     code = main(["export-bioimageio", str(prior), "--output", str(out / "a.zip")])
     _one_line_error(capsys, code, "only SR and QPI models")

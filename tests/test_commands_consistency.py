@@ -89,8 +89,8 @@ def test_qpi_baseline_takes_wavelength_and_dz_from_the_model(tmp_path, models, c
     [(2, (0, 1), 1.0), (3, (0, 2), 1.0), (5, (0, 4), 2.0), (5, (1, 3), 1.0), (4, (0, 3), 1.5)],
 )
 def test_dz_is_the_stacks_defocus_step_everywhere(nz, planes, expected):
-    from napari_cvdm.tasks.qpi import defocus_of_planes
     from napari_cvdm.physics.qpi import plane_offsets
+    from napari_cvdm.tasks.qpi import defocus_of_planes
 
     assert defocus_of_planes(1.0, nz, planes) == pytest.approx(expected)
     if nz != 4:  # the planes simulate writes with --n-planes nz --dz 1
@@ -126,3 +126,23 @@ def test_simulate_planes_flag_says_what_it_means_now(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--n-planes" in err and "as in predict" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_predict_reads_a_simulated_stacks_own_dz_like_baseline(tmp_path, models, capsys):
+    """Without --dz, predict takes the defocus step a simulated stack states in its provenance
+    (as baseline does), says so in its note, and uses it; --dz still wins."""
+    sim = tmp_path / "sim"
+    assert main(["simulate", "qpi", "--n", "1", "--seed", "2", "--size", "32", "--dz", "2",
+                 "--output-dir", str(sim)]) == 0  # fmt: skip
+    (stack_path,) = sorted(sim.glob("*input*")) or sorted(sim.glob("*.tif"))[:1]
+    capsys.readouterr()
+    common = ["--model", str(models["qpi"]), "--samples", "1", "--steps", "1", "--device", "cpu"]
+    assert main(["predict", str(stack_path), "--output-dir", str(tmp_path / "p"), *common]) == 0
+    (note,) = [ln for ln in capsys.readouterr().err.splitlines() if "note:" in ln]
+    assert "dz 2 µm (from the file)" in note and "model's" not in note.split("dz")[1]
+    (mean,) = (tmp_path / "p").glob("*_mean.tif")
+    assert read_image(mean)[1].extra["provenance"]["optics"]["dz_um"] == pytest.approx(2.0)
+    argv = ["predict", str(stack_path), "--output-dir", str(tmp_path / "q"), "--dz", "1", *common]
+    assert main(argv) == 0
+    (mean,) = (tmp_path / "q").glob("*_mean.tif")
+    assert read_image(mean)[1].extra["provenance"]["optics"]["dz_um"] == pytest.approx(1.0)

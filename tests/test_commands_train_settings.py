@@ -62,6 +62,13 @@ def test_missing_task_or_bad_config_is_one_line(tmp_path, capsys):
     assert main(["train", "--config", str(bad), "--output", str(tmp_path / "m.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown training setting 'stpes'" in err
+    # a folder that does not exist is named (not a temp file), and nothing is created
+    missing = tmp_path / "nx" / "cfg.json"
+    argv = ["train", "--task", "sr", "--data", "synthetic", "--save-config", str(missing)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the folder {missing.parent} does not exist" in err
+    assert ".tmp" not in err and not missing.parent.exists()
 
 
 def test_estimate_printed_before_step_1_from_a_config(tmp_path, capsys):

@@ -101,7 +101,8 @@ class Assumptions:
             value = getattr(self, key) or self.model_physics.get(key)
             source = getattr(self, f"{key.removesuffix('_um')}_source")
             if value:
-                tag = " (model's)" if source in (None, "model") else ""
+                tag = {None: " (model's)", "model": " (model's)", "file": " (from the file)"}
+                tag = tag.get(source, "")
                 optics.append(f"{label} {_fmt(float(value))}{unit}{tag}")
         if optics:
             out.append(", ".join(optics))
@@ -152,7 +153,18 @@ def for_file(
     not given) over what the file says (``io.ImageMetadata``) over the model's values.
     ``raw_sim``: None (automatic), True or False as ``--raw-sim``/``--no-raw-sim``;
     ``raw_frames``: how many raw SIM frames the file holds (9 or 15)."""
+    from .imagemeta import file_optics
+    from .tasks import get
+
+    spec = get(task)
     extra = getattr(file_meta, "extra", None) or {}
+    given = {"wavelength_um": wavelength_um, "dz_um": dz_um}
+    stated = file_optics(extra)  # what a simulated stack states about its own optics
+    sources = {key: "option" if value is not None else "model" for key, value in given.items()}
+    for key in spec.optics_from_file:
+        if given[key] is None and stated.get(key) is not None:
+            given[key], sources[key] = stated[key], "file"
+    wavelength_um, dz_um = given["wavelength_um"], given["dz_um"]
     file_px = getattr(file_meta, "pixel_size_um", None)
     if pixel_size_um is not None:
         px, px_source = float(pixel_size_um), "option"
@@ -165,9 +177,6 @@ def for_file(
     offset_source = "option" if offset_adu is not None else "model"
     if offset_adu is None and isinstance(rule.get("offset_adu"), int | float):
         offset_adu = float(rule["offset_adu"])
-    from .tasks import get
-
-    spec = get(task)
     frames = 0
     if spec.raw_sim_input and raw_sim is not False and (raw_sim or extra.get("raw_sim_frames")):
         frames = int(raw_frames or 9)
@@ -179,11 +188,11 @@ def for_file(
         na=na,
         na_source="option" if na is not None else "model",
         wavelength_um=wavelength_um,
-        wavelength_source="option" if wavelength_um is not None else "model",
+        wavelength_source=sources["wavelength_um"],
         offset_adu=offset_adu if spec.camera_input else None,
         offset_source=offset_source,
         dz_um=dz_um,
-        dz_source="option" if dz_um is not None else "model",
+        dz_source=sources["dz_um"],
         raw_sim_frames=frames,
         applied_factor=applied_factor,
     )

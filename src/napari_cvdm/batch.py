@@ -146,7 +146,7 @@ def file_events(
     with warnings.catch_warnings():  # printed when the inputs were checked
         warnings.simplefilter("ignore", UserWarning)
         array, pixel_size, meta = read_input(job.path, opts.pixel_size, task.name, opts.raw_sim)
-    options = {**task.adapter_options(opts.namespace(), pixel_size, array.shape)}
+    options = {**task.adapter_options(opts.namespace(), pixel_size, array.shape, meta)}
     options.update(task_options or {})
     check_job(task.name, array.shape, loaded.metadata, options, job.params.n_samples, name=name)
     events = reconstruct(array, loaded, job.params, input_name=name, **options)

@@ -41,6 +41,15 @@ class ImageMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def file_optics(extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The optics a file states in its own provenance (``extra["provenance"]["simulation"]``,
+    as ``napari-cvdm simulate`` writes it): e.g. ``wavelength_um``, ``dz_um`` (the stack's
+    defocus step), ``z_offsets_um``, ``na``; {} when it states none."""
+    provenance = (extra or {}).get("provenance") or {}
+    simulation = provenance.get("simulation") if isinstance(provenance, dict) else None
+    return simulation if isinstance(simulation, dict) else {}
+
+
 def _pixel_tuple(pixel_size_um: float | Sequence[float]) -> tuple[float, ...]:
     values = (
         (float(pixel_size_um),) * 2

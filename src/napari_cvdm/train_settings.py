@@ -70,6 +70,11 @@ def write_settings(path: str | os.PathLike, settings: dict[str, Any], overwrite:
     path = Path(path)
     settings = {k: v for k, v in settings.items() if v is not None}
     check_settings(settings, str(path))
+    if not path.parent.is_dir():
+        raise InputError(
+            f"cannot write the training settings to {path}: the folder {path.parent} does not "
+            "exist; create it or choose another file"
+        )
     refuse_existing([path], (), overwrite)
     body = {FORMAT_KEY: 1, **settings}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -101,12 +101,6 @@ OPTION_LIMITS = {
 }
 
 
-def _simulation_meta(extra: dict[str, Any]) -> dict[str, Any]:
-    provenance = extra.get("provenance") or {}
-    meta = provenance.get("simulation")
-    return meta if isinstance(meta, dict) else {}
-
-
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
@@ -206,7 +200,9 @@ def _sr_job(
                 else "."
             )
         )
-    sim = _simulation_meta(meta.extra)
+    from ..imagemeta import file_optics
+
+    sim = file_optics(meta.extra)
     camera = sim.get("camera") or {}
     file_px = meta.pixel_size_um[-1] if meta.pixel_size_um else None
     physics = {
@@ -255,7 +251,9 @@ def _qpi_job(path: Path, array: np.ndarray, meta: Any, args: argparse.Namespace)
             f"{path}: phase baselines need a through-focus stack (Z >= 2, Y, X) normalised to a "
             f"background of 1; got shape {array.shape}."
         )
-    sim = _simulation_meta(meta.extra)
+    from ..imagemeta import file_optics
+
+    sim = file_optics(meta.extra)
     file_px = meta.pixel_size_um[-1] if meta.pixel_size_um else None
     offsets = None if args.dz is not None else sim.get("z_offsets_um")
     dz = _first(args.dz, offsets, sim.get("dz_um"))

@@ -329,7 +329,7 @@ def _check_input(args: argparse.Namespace, loaded: Any, task: Any, path: str, pr
         array, pixel_size, file_meta = read_input(
             path, args.pixel_size, task.name, raw_sim, lazy=True
         )
-    options = task.adapter_options(args, pixel_size, array.shape)
+    options = task.adapter_options(args, pixel_size, array.shape, file_meta)
     # on the shape: a lazy (OME-Zarr) input is not read before it fits in memory
     check_job(task.name, array.shape, loaded.metadata, options, args.samples, name=path)
     if hasattr(array, "dask"):  # it fits: read it now
@@ -381,7 +381,7 @@ def _predict_one(
         warnings.simplefilter("ignore", UserWarning)
         raw_sim = getattr(args, "raw_sim", None)
         array, pixel_size, meta = read_input(path, args.pixel_size, task.name, raw_sim)
-    options = task.adapter_options(args, pixel_size, array.shape)
+    options = task.adapter_options(args, pixel_size, array.shape, meta)
     with print_warnings(sys.stderr, prefix):
         events = reconstruct(array, loaded, params, input_name=os.path.basename(path), **options)
         result = reconstruct_file(events, f"{stem}")

@@ -179,6 +179,9 @@ class Task:
     #: once and has ``frames``, ``output_shape``, ``prepare(index) -> PreparedFrame``,
     #: ``output_pixel_size(px)`` and ``provenance()`` (None: the task does not reconstruct)
     adapter: Any = None
+    #: optics (``wavelength_um``, ``dz_um``) taken from a file's own provenance when no option
+    #: gives them (``imagemeta.file_optics``); () : from the options, else the model
+    optics_from_file: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"

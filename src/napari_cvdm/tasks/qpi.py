@@ -445,6 +445,9 @@ class QPITask(Task):
     resamples_to_model = False
     upscale = 1.0
     assumption_optics = (("λ", "wavelength_um", " µm"), ("dz", "dz_um", " µm"))
+    #: a simulated stack states λ and its defocus step: used when no option gives them, as
+    #: ``baseline`` does
+    optics_from_file = ("wavelength_um", "dz_um")
 
     def validate_rule(self, rule: dict[str, Any]) -> dict[str, Any]:
         return validate_rule(rule)
@@ -457,13 +460,20 @@ class QPITask(Task):
         return 1.0, (*(lead[:-1] if lead else []), int(shape[-2]), int(shape[-1]))
 
     def adapter_options(
-        self, given: Any, pixel_size_um: float | None, shape: Any = None
+        self, given: Any, pixel_size_um: float | None, shape: Any = None, file_meta: Any = None
     ) -> dict[str, Any]:
         """The adapter options of one input from the options ``given`` (``predict``'s parsed
-        flags: ``wavelength``, ``dz``, ``focus_axis``, ``planes``) and its pixel size; ``shape``
-        (the array's) turns ``dz`` (the stack's defocus step) into the defocus of the chosen
-        planes. None values left out."""
-        dz = given.dz
+        flags: ``wavelength``, ``dz``, ``focus_axis``, ``planes``), else what the file states
+        (``file_meta``, an ``ImageMetadata``: λ and dz of a simulated stack, as ``baseline``
+        reads them), and its pixel size; ``shape`` (the array's) turns ``dz`` (the stack's
+        defocus step) into the defocus of the chosen planes. None values left out."""
+        from ..imagemeta import file_optics
+
+        stated = file_optics(getattr(file_meta, "extra", None))
+        dz = given.dz if given.dz is not None else stated.get("dz_um")
+        wavelength = given.wavelength
+        if wavelength is None:
+            wavelength = stated.get("wavelength_um")
         if dz is not None and shape is not None and len(shape) >= 3:
             axis = len(shape) - 3 if given.focus_axis is None else given.focus_axis % len(shape)
             nz = int(shape[axis])
@@ -472,7 +482,7 @@ class QPITask(Task):
                 dz = defocus_of_planes(dz, nz, planes)
         opts = {
             "pixel_size_um": pixel_size_um,
-            "wavelength_um": given.wavelength,
+            "wavelength_um": wavelength,
             "dz_um": dz,
             "focus_axis": given.focus_axis,
             "planes": given.planes,

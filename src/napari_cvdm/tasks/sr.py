@@ -424,6 +424,9 @@ class SRTask(Task):
     upscale = 2.0
     #: the optics the assumptions line names: (label, key, unit)
     assumption_optics = (("NA", "na", ""), ("λ", "wavelength_um", " µm"))
+    #: the optics read from a file's own provenance when no option gives them (none for SR:
+    #: the options, else the model's)
+    optics_from_file: tuple[str, ...] = ()
 
     def validate_rule(self, rule: dict[str, Any]) -> dict[str, Any]:
         return validate_rule(rule)
@@ -463,10 +466,11 @@ class SRTask(Task):
         return factor, (*(int(s) for s in shape[:-2]), 2 * fh, 2 * fw)
 
     def adapter_options(
-        self, given: Any, pixel_size_um: float | None, shape: Any = None
+        self, given: Any, pixel_size_um: float | None, shape: Any = None, file_meta: Any = None
     ) -> dict[str, Any]:
         """The adapter options of one input from the options ``given`` (``predict``'s parsed
-        flags: ``na``, ``wavelength``, ``offset``) and its pixel size; None values left out."""
+        flags: ``na``, ``wavelength``, ``offset``) and its pixel size; None values left out
+        (``file_meta``: unused, the SR optics come from the options or the model)."""
         opts = {
             "pixel_size_um": pixel_size_um,
             "na": given.na,

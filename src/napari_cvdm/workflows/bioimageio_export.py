@@ -80,6 +80,11 @@ class ExportSettings:
         from ..limits import check_value
 
         check_value("samples", self.samples)
+        if self.samples < 2:  # one sample has a zero std, an output bioimage.io refuses
+            raise InputError(
+                f"--samples must be at least 2 for a bioimage.io package (the network outputs "
+                f"the std over the samples), got {self.samples}"
+            )
         check_value("steps", self.steps)
         check_value("seed", self.seed)
         check_value("eta", self.eta)
