@@ -136,9 +136,9 @@ def test_progress_bar_reports_rate_eta_and_validation():
     import io
 
     stream = io.StringIO()
-    bar = ProgressBar(stream, total=10)
+    bar = ProgressBar(stream=stream, total=10)
     bar.validation = "val psnr 21.5"
-    bar.update(5, 0.5, force=True)
+    bar.train_step(5, 0.5, force=True)
     text = stream.getvalue()
     assert text.startswith("step 5/10 [############............]") and "it/s ETA" in text
     assert "loss 0.5" in text and "val psnr 21.5" in text and text.endswith("\n")

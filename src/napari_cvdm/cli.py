@@ -41,13 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"napari-cvdm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"napari_cvdm.commands.{name}")
-        except ModuleNotFoundError as exc:  # a subcommand not built yet in this checkout
-            if exc.name == f"napari_cvdm.commands.{name}":
-                continue
-            raise
+    for name in SUBCOMMANDS:  # a missing or broken subcommand module is an error, not skipped
+        module = importlib.import_module(f"napari_cvdm.commands.{name}")
         subparser = module.add_parser(sub)
         subparser.set_defaults(_run=module.run)
     return parser

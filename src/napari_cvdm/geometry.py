@@ -62,6 +62,28 @@ def _tuple_or_none(values: Sequence[Any] | None, ndim: int, name: str) -> tuple 
     return values
 
 
+def _dropped_and_spans(
+    ndim: int, drop_axes: Iterable[int], collapse: Mapping[int, int] | None
+) -> tuple[set[int], dict[int, int]]:
+    """The dropped axes (never Y or X) and the collapsed ones with their lengths, as
+    non-negative indices; ``ValueError`` for axes out of range."""
+    dropped = set()
+    for axis in drop_axes:
+        a = axis + ndim if axis < 0 else axis
+        if not 0 <= a < ndim:
+            raise ValueError(f"axis {axis} is out of range for a {ndim}-D layer")
+        if a >= ndim - 2:
+            raise ValueError(f"axis {axis} is Y or X and cannot be dropped")
+        dropped.add(a)
+    spans: dict[int, int] = {}
+    for axis, length in (collapse or {}).items():
+        a = axis + ndim if axis < 0 else axis
+        if not 0 <= a < ndim - 2 or a in dropped or int(length) < 1:
+            raise ValueError(f"cannot collapse axis {axis} (length {length}) of a {ndim}-D layer")
+        spans[a] = int(length)
+    return dropped, spans
+
+
 def output_geometry(
     scale: Sequence[float],
     translate: Sequence[float] | None = None,
@@ -115,22 +137,7 @@ def output_geometry(
         raise ValueError(f"sr_factor must be a positive number or (k_y, k_x), got {sr_factor!r}")
     units_t = _tuple_or_none(units, ndim, "units")
     labels_t = _tuple_or_none(axis_labels, ndim, "axis_labels")
-
-    dropped = set()
-    for axis in drop_axes:
-        a = axis + ndim if axis < 0 else axis
-        if not 0 <= a < ndim:
-            raise ValueError(f"axis {axis} is out of range for a {ndim}-D layer")
-        if a >= ndim - 2:
-            raise ValueError(f"axis {axis} is Y or X and cannot be dropped")
-        dropped.add(a)
-    spans: dict[int, int] = {}
-    for axis, length in (collapse or {}).items():
-        a = axis + ndim if axis < 0 else axis
-        if not 0 <= a < ndim - 2 or a in dropped or int(length) < 1:
-            raise ValueError(f"cannot collapse axis {axis} (length {length}) of a {ndim}-D layer")
-        spans[a] = int(length)
-
+    dropped, spans = _dropped_and_spans(ndim, drop_axes, collapse)
     out_scale, out_translate = [], []
     for a in range(ndim):
         if a in dropped:

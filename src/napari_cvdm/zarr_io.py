@@ -291,23 +291,9 @@ def _locate(path: Path) -> tuple[Any, dict[str, Any], Path, str | None]:
     )
 
 
-def open_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
-    """Open the OME-Zarr image at ``path`` lazily; see the module docstring.
-
-    Raises
-    ------
-    InputError
-        Not a folder, not zarr, no ``multiscales``, HCS plates, unsupported axes, damaged
-        metadata. ``UserError`` when ome-zarr is not installed.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path} does not exist; check the path.")
-    if not path.is_dir():
-        raise InputError(f"{path} is a file; an OME-Zarr image is a folder (name.ome.zarr).")
-    require_zarr()
-    location, attrs, folder, note = _locate(path)
-    name = str(path)
+def _level0(location: Any, attrs: Mapping[str, Any], folder: Path, name: str) -> tuple:
+    """The first multiscale image of the metadata, its datasets and its level 0 (lazy);
+    refuses empty or damaged metadata and a missing or unreadable level 0."""
     multiscales = attrs.get("multiscales")
     if (
         not isinstance(multiscales, list)
@@ -329,9 +315,16 @@ def open_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
         raise InputError(
             f"cannot read level 0 of {name} ({type(exc).__name__}: {exc}); is it damaged?"
         ) from None
-    ndim = data.ndim
-    if ndim < 2 or data.size == 0:
+    if data.ndim < 2 or data.size == 0:
         raise InputError(f"{name} holds an empty or 1-D image (shape {tuple(data.shape)})")
+    return multiscale, datasets, data
+
+
+def _space(
+    multiscale: Mapping[str, Any], datasets: list[Any], ndim: int, name: str
+) -> tuple[str, list[float], list[float], list[str | None]]:
+    """Axis letters, scale and translation per axis (µm where the axis has a length unit) and
+    the units ("micrometer" for converted Z/Y/X) of level 0."""
     axes = _axes_of(multiscale, ndim, name)
     scale, offset = _transforms(
         [*(datasets[0].get("coordinateTransformations") or []),
@@ -348,6 +341,55 @@ def open_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
             units.append("micrometer")
         else:
             units.append(str(unit) if unit else None)
+    return letters, scale, offset, units
+
+
+def _extra(
+    folder: Path, attrs: Mapping[str, Any], multiscale: Mapping[str, Any], levels: int,
+    letters: str, source_shape: list[int], pixel: Any, note: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """``ImageMetadata.extra`` of an OME-Zarr image: format, NGFF version, name, levels, the
+    source axes and shape, where the pixel size came from, a note on where the image was
+    found and any stored provenance."""
+    from .imagemeta import PROVENANCE_KEY
+
+    stored = _read_attrs(folder)
+    extra: dict[str, Any] = {
+        "format": "ome-zarr",
+        "ngff_version": str(multiscale.get("version") or attrs.get("version") or ""),
+        "name": multiscale.get("name"),
+        "levels": levels,
+        "source_axes": letters,
+        "source_shape": source_shape,
+        "pixel_size_source": "ome-zarr" if pixel else None,
+    }
+    if note:
+        extra["note"] = note
+    if isinstance(stored.get(PROVENANCE_KEY), Mapping):
+        extra["provenance"] = dict(stored[PROVENANCE_KEY])
+    return extra
+
+
+def open_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
+    """Open the OME-Zarr image at ``path`` lazily; see the module docstring.
+
+    Raises
+    ------
+    InputError
+        Not a folder, not zarr, no ``multiscales``, HCS plates, unsupported axes, damaged
+        metadata. ``UserError`` when ome-zarr is not installed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist; check the path.")
+    if not path.is_dir():
+        raise InputError(f"{path} is a file; an OME-Zarr image is a folder (name.ome.zarr).")
+    require_zarr()
+    location, attrs, folder, note = _locate(path)
+    name = str(path)
+    multiscale, datasets, data = _level0(location, attrs, folder, name)
+    ndim = data.ndim
+    letters, scale, offset, units = _space(multiscale, datasets, ndim, name)
     yx_known = units[-1] == "micrometer" and units[-2] == "micrometer"
     yx_known = yx_known and all(scale[i] > 0 for i in (-2, -1))
     if not yx_known:
@@ -362,30 +404,16 @@ def open_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
     keep = [i for i in range(ndim) if letters[i] in "YX" or data.shape[i] != 1]
     if len(keep) != ndim:
         data = data[tuple(slice(None) if i in keep else 0 for i in range(ndim))]
-    kept = "".join(letters[i] for i in keep)
     pixel = None
     if yx_known:
         pixel = (float(scale[-2]), float(scale[-1]))
         z = letters.find("Z")
         if z in keep and units[z] == "micrometer" and scale[z] > 0:
             pixel = (float(scale[z]), *pixel)
-    from .imagemeta import PROVENANCE_KEY
-
-    stored = _read_attrs(folder)
-    extra: dict[str, Any] = {
-        "format": "ome-zarr",
-        "ngff_version": str(multiscale.get("version") or attrs.get("version") or ""),
-        "name": multiscale.get("name"),
-        "levels": len(datasets),
-        "source_axes": letters,
-        "source_shape": source_shape,
-        "pixel_size_source": "ome-zarr" if pixel else None,
-    }
+    extra = _extra(folder, attrs, multiscale, len(datasets), letters, source_shape, pixel, note)
     if note:
-        extra["note"] = note
         warnings.warn(f"{path.name}: opened {note}", UserWarning, stacklevel=2)
-    if isinstance(stored.get(PROVENANCE_KEY), Mapping):
-        extra["provenance"] = dict(stored[PROVENANCE_KEY])
+    kept = "".join(letters[i] for i in keep)
     return OmeZarrImage(
         data=data,
         axes=kept,
@@ -466,64 +494,25 @@ def write_ome_zarr(
         ``path``: written into ``.<name>.ncvdm-<host>-<pid>-<rand>.set`` next to it, then renamed.
     """
     from .fsutil import replace_path, temp_dir
-    from .imagemeta import PROVENANCE_KEY, _json_default, _pixel_tuple
+    from .imagemeta import PROVENANCE_KEY, _json_default
 
     require_zarr()
-    import dask
-    import dask.array as da
     import zarr
-    from ome_zarr.format import FormatV04
-    from ome_zarr.writer import write_image
 
     path = Path(path)
     if not is_zarr_path(path):
         raise InputError(f"{path}: an OME-Zarr output needs a name ending in .zarr")
     if not path.parent.is_dir():
         raise InputError(f"The folder {path.parent} does not exist; create it first.")
-    data = array if isinstance(array, da.Array) else np.asarray(array)
-    if data.size == 0:
-        raise InputError(f"Refusing to write an empty image (shape {data.shape}) to {path}.")
-    letters, order = ngff_axes(axes, data.ndim)
-    if order != list(range(data.ndim)):
-        data = data.transpose(order)
-    origin = None
-    if translate is not None:
-        if len(translate) != data.ndim:
-            raise InputError(f"translate has {len(translate)} values for {data.ndim} axes")
-        origin = [float(translate[i]) for i in order]
-    if np.issubdtype(data.dtype, np.floating) or data.dtype not in (np.uint8, np.uint16):
-        data = data.astype(np.float32)
-    sizes = _pixel_tuple(pixel_size_um) if pixel_size_um is not None else None
+    data, letters, origin = _ngff_data(array, axes, translate, path)
     ngff = [letter.lower() for letter in letters]
-    scale = dict.fromkeys(ngff, 1.0)
-    units: dict[str, str] = {}
-    if sizes is not None:
-        scale.update(y=sizes[-2], x=sizes[-1])
-        units.update(y="micrometer", x="micrometer")
-        if "z" in scale and len(sizes) == 3:
-            scale["z"] = sizes[0]
-            units["z"] = "micrometer"
-    chunks = tuple(
-        min(int(n), _CHUNK_YX) if letter in "YX" else 1 for letter, n in zip(letters, data.shape)
-    )
-    data = da.from_array(data, chunks=chunks) if not isinstance(data, da.Array) else data
-    data = data.rechunk(chunks)
+    scale, units = _ngff_scale(ngff, pixel_size_um)
     provenance = json.loads(json.dumps(dict(metadata or {}), default=_json_default))
     label = name or path.name[: -len(".zarr")].removesuffix(".ome")
     staging = temp_dir(path.parent, path.name)
     try:
         root = zarr.open_group(str(staging), mode="w", zarr_format=2)
-        with _quiet_ome_zarr(), dask.config.set(scheduler="synchronous"):
-            write_image(
-                data,
-                root,
-                scale_factors=[],
-                fmt=FormatV04(),
-                axes=ngff,
-                scale=scale,
-                axes_units=units or None,
-                name=label,
-            )
+        _write_level0(root, data, ngff, scale, units, label)
         if origin is not None and any(origin):
             multiscales = root.attrs["multiscales"]
             transforms = multiscales[0]["datasets"][0]["coordinateTransformations"]
@@ -538,3 +527,71 @@ def write_ome_zarr(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
+
+
+def _ngff_data(
+    array: Any, axes: str | None, translate: Sequence[float] | None, path: Path
+) -> tuple[Any, str, list[float] | None]:
+    """``array`` as a chunked dask array in NGFF axis order (float32 unless uint8/uint16), its
+    axis letters and the translation in that order (None: none given)."""
+    import dask.array as da
+
+    data = array if isinstance(array, da.Array) else np.asarray(array)
+    if data.size == 0:
+        raise InputError(f"Refusing to write an empty image (shape {data.shape}) to {path}.")
+    letters, order = ngff_axes(axes, data.ndim)
+    if order != list(range(data.ndim)):
+        data = data.transpose(order)
+    origin = None
+    if translate is not None:
+        if len(translate) != data.ndim:
+            raise InputError(f"translate has {len(translate)} values for {data.ndim} axes")
+        origin = [float(translate[i]) for i in order]
+    if np.issubdtype(data.dtype, np.floating) or data.dtype not in (np.uint8, np.uint16):
+        data = data.astype(np.float32)
+    chunks = tuple(
+        min(int(n), _CHUNK_YX) if letter in "YX" else 1 for letter, n in zip(letters, data.shape)
+    )
+    data = da.from_array(data, chunks=chunks) if not isinstance(data, da.Array) else data
+    return data.rechunk(chunks), letters, origin
+
+
+def _ngff_scale(
+    ngff: list[str], pixel_size_um: float | Sequence[float] | None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Level 0's scale per NGFF axis (µm on Y, X and Z when the pixel size says; 1 otherwise)
+    and the units of the axes that have one."""
+    from .imagemeta import _pixel_tuple
+
+    sizes = _pixel_tuple(pixel_size_um) if pixel_size_um is not None else None
+    scale = dict.fromkeys(ngff, 1.0)
+    units: dict[str, str] = {}
+    if sizes is not None:
+        scale.update(y=sizes[-2], x=sizes[-1])
+        units.update(y="micrometer", x="micrometer")
+        if "z" in scale and len(sizes) == 3:
+            scale["z"] = sizes[0]
+            units["z"] = "micrometer"
+    return scale, units
+
+
+def _write_level0(
+    root: Any, data: Any, ngff: list[str], scale: dict[str, float], units: dict[str, str],
+    label: str,
+) -> None:  # fmt: skip
+    """ome-zarr's NGFF 0.4 writer for one level, computed synchronously (no dask cluster)."""
+    import dask
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    with _quiet_ome_zarr(), dask.config.set(scheduler="synchronous"):
+        write_image(
+            data,
+            root,
+            scale_factors=[],
+            fmt=FormatV04(),
+            axes=ngff,
+            scale=scale,
+            axes_units=units or None,
+            name=label,
+        )

@@ -133,21 +133,14 @@ def _start(args, path, loaded, params, optics, noise):
     return events, meta
 
 
-def run(args: argparse.Namespace) -> int:
-    from .. import tasks
-    from ..engine import registry
+def _settings(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The checked options: the restore parameters, the optics (the PSF image read and checked,
+    or NA/λ) and the noise model; torch gets the thread count."""
     from ..engine.threads import resolve_threads
-    from ..events import Finished, Progress
-    from ..fsutil import refuse_existing
-    from ..outputset import OutputSet, sweep
     from ..workflows.restore import Noise, Optics, RestoreParams
-    from ._progress import ProgressBar
-    from .predict import check_output_dir, output_name
 
-    prefix = "napari-cvdm restore"
     _positive(args)
-    fmt = getattr(args, "output_format", "tif")
-    if fmt == "zarr":
+    if getattr(args, "output_format", "tif") == "zarr":
         from ..zarr_io import require_zarr
 
         require_zarr()
@@ -179,13 +172,87 @@ def run(args: argparse.Namespace) -> int:
         wavelength_um=args.wavelength,
     )
     noise = Noise(args.noise_sigma, args.gain, args.read_noise, args.offset)
+    return params, optics, noise
+
+
+def _restore_one(stem: str, events: Any, prefix: str, path: str) -> Any:
+    """Drain one input's restore events with a progress bar; print its notes; the result."""
+    from ..events import Finished, Progress
+    from ._progress import ProgressBar
+
+    bar = ProgressBar(stem)
+    result = None
+    try:
+        for event in events:
+            if isinstance(event, Progress):
+                bar.update(event.step, event.total, event.stage)
+            elif isinstance(event, Finished):
+                result = event.result
+    finally:
+        bar.close()
+        events.close()
+    for note in result.metadata.get("notes", []):
+        print(f"{prefix}: note: {path}: {note}", file=sys.stderr)
+    return result
+
+
+def _write_one(
+    args: argparse.Namespace, folder: Path, stem: str, result: Any, meta: Any,
+    suffixes: list[str],
+) -> list[Path]:  # fmt: skip
+    """One input's ``<stem>_restored``/``_residual`` (and ``_variability``) as one output set,
+    finite values only; returns the written paths."""
+    import numpy as np
+
+    from .. import __version__
+    from ..io import write_tiff
+    from ..outputset import OutputSet
+    from ..zarr_io import write_ome_zarr
+    from .predict import output_name
+
+    fmt = getattr(args, "output_format", "tif")
+    extra = {
+        "command": "restore",
+        "napari_cvdm_version": __version__,
+        "argv": getattr(args, "_argv", None),
+        "source_metadata": {"pixel_size_um": meta.pixel_size_um, "axes": meta.axes},
+    }
+    arrays = {
+        "restored": (result.restored, result.pixel_size_um),
+        "residual": (result.residual, result.residual_pixel_size_um),
+        "variability": (result.variability, result.pixel_size_um),
+    }
+    for suffix in suffixes:
+        if not np.isfinite(arrays[suffix][0]).all():
+            raise UserError(
+                f"the {suffix} image of {stem} contains NaN or Inf values; nothing was written"
+            )
+    names = [output_name(stem, s, fmt) for s in suffixes]
+    with OutputSet(folder, names, overwrite=args.overwrite, inputs=args.inputs, label=stem) as out:
+        for name, suffix in zip(names, suffixes):
+            array, pixel = arrays[suffix]
+            write = write_ome_zarr if fmt == "zarr" else write_tiff
+            write(out.path(name), array, pixel, {**result.metadata, **extra, "output": suffix})
+        return out.commit()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the options, the prior, every input and the output folder, then restore and write
+    one input at a time."""
+    from .. import tasks
+    from ..engine import registry
+    from ..fsutil import refuse_existing
+    from ..outputset import sweep
+    from .predict import check_output_dir, output_name
+
+    prefix = "napari-cvdm restore"
+    params, optics, noise = _settings(args)
     loaded = registry.load(args.prior)
     if not tasks.get(loaded.task).restores:
         raise UserError(
             f"model {loaded.name!r} is a {loaded.metadata['task']!r} model; restore needs an "
             "unconditional prior (e.g. prior-fluorescence, see `napari-cvdm models`)"
         )
-
     # 1. check every input (and the output names) before writing anything
     stems = _jobs(args)
     suffixes = ["restored", "residual"] + (["variability"] if params.seeds > 1 else [])
@@ -193,57 +260,15 @@ def run(args: argparse.Namespace) -> int:
         events, _meta = _start(args, path, loaded, params, optics, noise)
         events.close()
     folder = Path(args.output_dir)
+    fmt = getattr(args, "output_format", "tif")
     outputs = [folder / output_name(stem, s, fmt) for stem in stems for s in suffixes]
     refuse_existing(outputs, args.inputs, args.overwrite)
     folder = check_output_dir(folder)
     sweep(folder)
-
     # 2. restore and write, one input at a time
-    from .. import __version__
-    from ..io import write_tiff
-    from ..zarr_io import write_ome_zarr
-
     for stem, (path, _) in stems.items():
         events, meta = _start(args, path, loaded, params, optics, noise)
-        bar = ProgressBar(stem)
-        result = None
-        try:
-            for event in events:
-                if isinstance(event, Progress):
-                    bar.update(event.step, event.total, event.stage)
-                elif isinstance(event, Finished):
-                    result = event.result
-        finally:
-            bar.close()
-            events.close()
-        for note in result.metadata.get("notes", []):
-            print(f"{prefix}: note: {path}: {note}", file=sys.stderr)
-        extra = {
-            "command": "restore",
-            "napari_cvdm_version": __version__,
-            "argv": getattr(args, "_argv", None),
-            "source_metadata": {"pixel_size_um": meta.pixel_size_um, "axes": meta.axes},
-        }
-        arrays = {
-            "restored": (result.restored, result.pixel_size_um),
-            "residual": (result.residual, result.residual_pixel_size_um),
-            "variability": (result.variability, result.pixel_size_um),
-        }
-        for suffix in suffixes:
-            import numpy as np
-
-            if not np.isfinite(arrays[suffix][0]).all():
-                raise UserError(
-                    f"the {suffix} image of {stem} contains NaN or Inf values; nothing was written"
-                )
-        names = [output_name(stem, s, fmt) for s in suffixes]
-        with OutputSet(
-            folder, names, overwrite=args.overwrite, inputs=args.inputs, label=stem
-        ) as out:
-            for name, suffix in zip(names, suffixes):
-                array, pixel = arrays[suffix]
-                write = write_ome_zarr if fmt == "zarr" else write_tiff
-                write(out.path(name), array, pixel, {**result.metadata, **extra, "output": suffix})
-            written = out.commit()
+        result = _restore_one(stem, events, prefix, path)
+        written = _write_one(args, folder, stem, result, meta, suffixes)
         print("\n".join(str(p) for p in written))
     return 0

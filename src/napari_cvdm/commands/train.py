@@ -13,8 +13,10 @@ import shlex
 import signal
 import sys
 import threading
-import time
-from typing import Any, TextIO
+from typing import Any
+
+from ._progress import ProgressBar  # the CLI's one bar, in its training layout
+from ._progress import format_time as _format_time
 
 __all__ = ["ProgressBar", "add_parser", "run"]
 
@@ -260,54 +262,6 @@ def check_outputs(config: Any, overwrite: bool) -> None:
     from ..workflows.preflight import check_train_run
 
     check_train_run(config, overwrite)
-
-
-def _format_time(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-class ProgressBar:
-    """A one-line stderr progress bar (``\\r`` on a terminal, a line every 30 s otherwise)."""
-
-    def __init__(self, stream: TextIO, total: int, first: int = 0) -> None:
-        self.stream = stream
-        self.total = total
-        self.first = first
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.started = time.perf_counter()
-        self.last_draw = -1e9
-        self.loss: float | None = None
-        self.validation = ""
-
-    def update(self, step: int, loss: float | None = None, force: bool = False) -> None:
-        """Record a step (and its total loss, smoothed) and redraw when due."""
-        if loss is not None:
-            self.loss = loss if self.loss is None else 0.95 * self.loss + 0.05 * loss
-        now = time.perf_counter()
-        if not force and now - self.last_draw < (0.25 if self.tty else 30.0):
-            return
-        self.last_draw = now
-        done = step - self.first
-        rate = done / max(now - self.started, 1e-9)
-        eta = (self.total - step) / rate if rate > 0 else 0.0
-        width = 24
-        filled = int(width * step / max(self.total, 1))
-        bar = "#" * filled + "." * (width - filled)
-        text = (
-            f"step {step}/{self.total} [{bar}] {rate:.3g} it/s ETA {_format_time(eta)}"
-            + (f" loss {self.loss:.4g}" if self.loss is not None else "")
-            + (f" | {self.validation}" if self.validation else "")
-        )
-        self.stream.write(("\r" + text + "\033[K") if self.tty else text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the bar's line."""
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 #: settings-file key -> (parsed option, the flags that set it on the command line)
@@ -560,7 +514,7 @@ def run(args: argparse.Namespace) -> int:
         first = load_checkpoint(config.resume).step
         history = TrainHistory.read_csv(csv_path, config.task, up_to_step=first)
     show = rank == 0 and not args.quiet
-    bar = ProgressBar(sys.stderr, config.steps, first)
+    bar = ProgressBar(stream=sys.stderr, total=config.steps, first=first)
 
     def flush_logs() -> None:
         if rank == 0:
@@ -640,7 +594,7 @@ def _consume(config: Any, out_set: Any, history: Any, bar: Any, flush_logs: Any,
             if isinstance(event, LossReport):
                 history.add_loss(event.step, event.losses, event.lr)
                 if show:
-                    bar.update(
+                    bar.train_step(
                         event.step, event.losses.get("total"), force=event.step == config.steps
                     )
                 if event.step % config.ckpt_every == 0:

@@ -163,6 +163,47 @@ def _points_in(
     return np.stack([centre[0] + r * np.sin(theta), centre[1] + r * np.cos(theta)], axis=1)
 
 
+def _add_organelles(
+    rng: np.random.Generator, rel: np.ndarray, cell: dict[str, Any], dx: float,
+    p: dict[str, Any], body: tuple[np.ndarray, tuple[float, float]],
+    nucleus: tuple[np.ndarray, tuple[float, float]],
+) -> None:  # fmt: skip
+    """Add the nucleoli (inside the nucleus), granules and vesicles (dark or bright) of one cell
+    to its relative height map ``rel`` in place. ``body``: the cell's outline table and centre
+    in window pixels; ``nucleus``: the nucleus's table and its offset from that centre."""
+    table, local = body
+    n_table, (ny_c, nx_c) = nucleus
+    n_local = (local[0] + ny_c, local[1] + nx_c)
+    k = _i(rng, p["nucleoli"])
+    _add_spheres(
+        rel,
+        _points_in(rng, n_table, n_local, k, 0.55),
+        rng.uniform(*p["nucleolus_radius_um"], k) / dx,
+        rng.uniform(*p["nucleolus_height"], k),
+    )
+    area_um2 = np.pi * (cell["diameter_um"] / 2) ** 2
+    k = min(int(rng.poisson(_u(rng, p["granule_density_per_um2"]) * area_um2)), 400)
+    _add_spheres(
+        rel,
+        _points_in(rng, table, local, k, 0.9),
+        rng.uniform(*p["granule_radius_um"], k) / dx,
+        rng.uniform(*p["granule_height"], k),
+    )
+    k = _i(rng, p["vesicles"])
+    dark = rng.random(k) < p["vesicle_dark_probability"]
+    heights = np.where(
+        dark,
+        -rng.uniform(*p["vesicle_dark_height"], k),
+        rng.uniform(*p["vesicle_bright_height"], k),
+    )
+    _add_spheres(
+        rel,
+        _points_in(rng, table, local, k, 0.8),
+        rng.uniform(*p["vesicle_radius_um"], k) / dx,
+        heights,
+    )
+
+
 def _render_cell(
     rng: np.random.Generator, cell: dict[str, Any], dx: float, p: dict[str, Any]
 ) -> tuple[int, int, np.ndarray]:
@@ -197,35 +238,7 @@ def _render_cell(
 
     # small organelles, in window pixel coordinates
     local = (cy - y0, cx - x0)
-    n_local = (local[0] + ny_c, local[1] + nx_c)
-    k = _i(rng, p["nucleoli"])
-    _add_spheres(
-        rel,
-        _points_in(rng, n_table, n_local, k, 0.55),
-        rng.uniform(*p["nucleolus_radius_um"], k) / dx,
-        rng.uniform(*p["nucleolus_height"], k),
-    )
-    area_um2 = np.pi * (cell["diameter_um"] / 2) ** 2
-    k = min(int(rng.poisson(_u(rng, p["granule_density_per_um2"]) * area_um2)), 400)
-    _add_spheres(
-        rel,
-        _points_in(rng, table, local, k, 0.9),
-        rng.uniform(*p["granule_radius_um"], k) / dx,
-        rng.uniform(*p["granule_height"], k),
-    )
-    k = _i(rng, p["vesicles"])
-    dark = rng.random(k) < p["vesicle_dark_probability"]
-    heights = np.where(
-        dark,
-        -rng.uniform(*p["vesicle_dark_height"], k),
-        rng.uniform(*p["vesicle_bright_height"], k),
-    )
-    _add_spheres(
-        rel,
-        _points_in(rng, table, local, k, 0.8),
-        rng.uniform(*p["vesicle_radius_um"], k) / dx,
-        heights,
-    )
+    _add_organelles(rng, rel, cell, dx, p, (table, local), (n_table, (ny_c, nx_c)))
     sigma = max(float(p["texture_sigma_um"]) / dx, 0.5)
     texture = ndimage.gaussian_filter(rng.standard_normal(rel.shape), sigma)
     texture /= max(float(texture.std()), 1e-12)

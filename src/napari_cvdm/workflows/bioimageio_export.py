@@ -199,6 +199,150 @@ def _require_bioimageio() -> None:
         raise UserError(f"export-bioimageio needs bioimageio.spec; {EXTRA_HINT}") from None
 
 
+def _open_model(model: Any, output: Path, overwrite: bool) -> tuple[Path, Any]:
+    """Check the output and load the model, before any work: its file and ``LoadedModel``."""
+    from ..engine import registry
+    from ..fsutil import refuse_existing
+
+    if output.suffix.lower() != ".zip":
+        raise InputError(f"the output {output} must be a .zip file (a bioimage.io package)")
+    refuse_existing([output], overwrite=overwrite)
+    if output.is_dir():
+        raise InputError(f"the output {output} is a folder; give a .zip file path")
+    _require_bioimageio()
+    source = registry.resolve_model(model)
+    loaded = registry.load(source)
+    _check_exportable(loaded)
+    return source, loaded
+
+
+def _scripted_outputs(
+    loaded: Any, staging: Path, settings: ExportSettings, say: Any, seconds: dict[str, float]
+) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
+    """Script the network into ``staging`` and run it on the simulated test input; returns the
+    input (1, C_in, Y, X), its description and the outputs ``mean``/``std`` (1, 1, Y', X')."""
+    import torch
+
+    from ..engine.scripted import quiet_jit, script_reconstruction
+
+    clock = time.perf_counter()
+    module = script_reconstruction(
+        loaded,
+        n_samples=settings.samples,
+        steps=settings.steps,
+        sampler=settings.sampler,
+        eta=settings.eta,
+        seed=settings.seed,
+        raw_std=settings.raw_std,
+    )
+    module.save(str(staging / WEIGHTS_FILE))
+    del module
+    seconds["script"] = time.perf_counter() - clock
+    image, info = simulated_input(loaded, settings.test_size)
+    say(
+        f"running the scripted network on the {image.shape[-1]}x{image.shape[-2]} test input "
+        f"({settings.samples} samples x {settings.steps} steps)"
+    )
+    clock = time.perf_counter()
+    with quiet_jit():
+        scripted = torch.jit.load(str(staging / WEIGHTS_FILE), map_location="cpu")
+    mean, std = scripted(torch.from_numpy(image))
+    outputs = {"mean": mean.numpy(), "std": std.numpy()}
+    del scripted
+    seconds["test_outputs"] = time.perf_counter() - clock
+    return image, info, outputs
+
+
+def _checked(
+    loaded: Any, image: np.ndarray, outputs: dict[str, np.ndarray], settings: ExportSettings,
+    seconds: dict[str, float],
+) -> tuple[dict[str, float], float]:  # fmt: skip
+    """The largest differences from ``reconstruct`` and the mean's range; raises
+    ``RuntimeError`` (nothing written) beyond :data:`CHECK_TOLERANCE` of that range."""
+    clock = time.perf_counter()
+    reference = _reference(loaded, image, settings)
+    diffs, output_range = _compare(outputs, reference)
+    seconds["check"] = time.perf_counter() - clock
+    limit = CHECK_TOLERANCE * max(output_range, 1e-12)
+    if not all(np.isfinite(v) and v <= limit for v in diffs.values()):
+        raise RuntimeError(
+            f"the scripted network differs from reconstruct by {diffs} (range "
+            f"{output_range:.4g}, accepted {limit:.3g}); nothing was written"
+        )
+    return diffs, output_range
+
+
+def _stage_files(
+    staging: Path, source: Path, loaded: Any, image: np.ndarray, info: dict[str, Any],
+    outputs: dict[str, np.ndarray], readme: Any,
+) -> str:  # fmt: skip
+    """Write the test input and outputs (npy and TIFF), the cover, the attached model file and
+    the README (``readme(model_sha256)``) into ``staging``; returns the model's sha256."""
+    import tifffile
+
+    from ..engine.modelfile import file_sha256
+
+    np.save(staging / TEST_INPUT_FILE, image)
+    tifffile.imwrite(staging / SAMPLE_FILES["raw"], image[0])
+    for kind, name in TEST_OUTPUT_FILES.items():
+        np.save(staging / name, outputs[kind])
+        tifffile.imwrite(staging / SAMPLE_FILES[kind], outputs[kind][0])
+    write_cover(staging / COVER_FILE, image, outputs, loaded.task, info)
+    model_sha256 = file_sha256(source)
+    (staging / f"{source.stem}.safetensors").write_bytes(source.read_bytes())
+    (staging / DOC_FILE).write_text(readme(model_sha256), encoding="utf-8")
+    return model_sha256
+
+
+def _record(
+    meta: dict[str, Any], settings: ExportSettings, model_file: str, model_sha256: str,
+    std_factor: float, diffs: dict[str, float], output_range: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The napari-cvdm record of the package (``config.napari_cvdm``)."""
+    from .. import __version__
+
+    return {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_FORMAT_VERSION,
+        "plugin_version": __version__,
+        "model_name": meta["name"],
+        "task": meta["task"],
+        "model_file": model_file,
+        "model_sha256": model_sha256,
+        "weights_sha256": (meta.get("weights") or {}).get("sha256"),
+        "sampler": settings.sampler,
+        "eta": settings.eta,
+        "steps": settings.steps,
+        "samples": settings.samples,
+        "seed": settings.seed,
+        "std_scale": std_factor,
+        "check": {
+            "max_abs_difference": diffs,
+            "mean_range": output_range,
+            "tolerance_fraction_of_range": CHECK_TOLERANCE,
+        },
+    }
+
+
+def _save_package(descr: Any, output: Path) -> Any:
+    """Save the package to a temp file next to ``output``, validate it, then rename it into
+    place; returns the validation status (nothing is left behind on failure)."""
+    from bioimageio.spec import save_bioimageio_package
+
+    from ..fsutil import temp_path
+
+    tmp = temp_path(output, ".zip")
+    try:
+        save_bioimageio_package(descr, output_path=tmp)
+        status = validate_zip(tmp)
+        os.replace(tmp, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return status
+
+
 def export_package(
     model: Any,
     output: str | os.PathLike,
@@ -213,135 +357,40 @@ def export_package(
     exported, an existing output without ``overwrite`` or an output folder that cannot be written,
     all before any work; ``RuntimeError`` when the scripted network disagrees with
     ``reconstruct`` or the package does not validate (a bug; nothing is written then).
-    ``log(message)`` receives progress lines.
+    ``log(message)`` receives progress lines. The steps: :func:`_open_model`,
+    :func:`_scripted_outputs`, :func:`_checked`, :func:`_stage_files`, :func:`_record`,
+    ``describe`` and :func:`_save_package`.
     """
-    from ..engine.modelfile import file_sha256, load_model
-    from ..engine.registry import resolve_model
-    from ..fsutil import check_writable_folder, refuse_existing, sweep_stale, temp_path
+    from ..fsutil import check_writable_folder, sweep_stale
 
     settings = (settings or ExportSettings()).validate()
     say = log or (lambda _message: None)
     output = Path(output).expanduser()
-    if output.suffix.lower() != ".zip":
-        raise InputError(f"the output {output} must be a .zip file (a bioimage.io package)")
-    refuse_existing([output], overwrite=overwrite)
-    if output.is_dir():
-        raise InputError(f"the output {output} is a folder; give a .zip file path")
-    _require_bioimageio()
-    source = resolve_model(model)
-    loaded = load_model(source, "cpu")
-    _check_exportable(loaded)
+    source, loaded = _open_model(model, output, overwrite)
     folder = check_writable_folder(output.parent, "the output folder")
     sweep_stale(folder)
     seconds: dict[str, float] = {}
-
-    import torch
-
-    from ..engine.scripted import quiet_jit, script_reconstruction
-    from .calibration import std_scale
-
     meta = loaded.metadata
-    std_factor = std_scale(meta, raw=settings.raw_std)
+    std_factor = loaded.header.std_scale(raw=settings.raw_std)
     model_file = f"{source.stem}.safetensors"
     with tempfile.TemporaryDirectory(prefix="napari-cvdm-bioimageio-") as staging_name:
         staging = Path(staging_name)
-        clock = time.perf_counter()
-        module = script_reconstruction(
-            loaded,
-            n_samples=settings.samples,
-            steps=settings.steps,
-            sampler=settings.sampler,
-            eta=settings.eta,
-            seed=settings.seed,
-            raw_std=settings.raw_std,
-        )
-        module.save(str(staging / WEIGHTS_FILE))
-        del module
-        seconds["script"] = time.perf_counter() - clock
-        image, info = simulated_input(loaded, settings.test_size)
-        say(
-            f"running the scripted network on the {image.shape[-1]}x{image.shape[-2]} test input "
-            f"({settings.samples} samples x {settings.steps} steps)"
-        )
-        clock = time.perf_counter()
-        with quiet_jit():
-            scripted = torch.jit.load(str(staging / WEIGHTS_FILE), map_location="cpu")
-        mean, std = scripted(torch.from_numpy(image))
-        outputs = {"mean": mean.numpy(), "std": std.numpy()}
-        del scripted
-        seconds["test_outputs"] = time.perf_counter() - clock
+        image, info, outputs = _scripted_outputs(loaded, staging, settings, say, seconds)
         say("checking it against napari-cvdm's own reconstruct")
-        clock = time.perf_counter()
-        reference = _reference(loaded, image, settings)
-        diffs, output_range = _compare(outputs, reference)
-        seconds["check"] = time.perf_counter() - clock
-        limit = CHECK_TOLERANCE * max(output_range, 1e-12)
-        if not all(np.isfinite(v) and v <= limit for v in diffs.values()):
-            raise RuntimeError(
-                f"the scripted network differs from reconstruct by {diffs} (range "
-                f"{output_range:.4g}, accepted {limit:.3g}); nothing was written"
+        diffs, output_range = _checked(loaded, image, outputs, settings, seconds)
+
+        def readme(model_sha256: str) -> str:
+            return documentation(
+                meta, settings, std_factor, diffs, output_range, info, model_file, model_sha256
             )
-        import tifffile
 
-        np.save(staging / TEST_INPUT_FILE, image)
-        tifffile.imwrite(staging / SAMPLE_FILES["raw"], image[0])
-        for kind, name in TEST_OUTPUT_FILES.items():
-            np.save(staging / name, outputs[kind])
-            tifffile.imwrite(staging / SAMPLE_FILES[kind], outputs[kind][0])
-        write_cover(staging / COVER_FILE, image, outputs, loaded.task, info)
-        model_sha256 = file_sha256(source)
-        (staging / model_file).write_bytes(source.read_bytes())
-        (staging / DOC_FILE).write_text(
-            documentation(
-                meta,
-                settings,
-                std_factor,
-                diffs,
-                output_range,
-                info,
-                model_file,
-                model_sha256,
-            ),
-            encoding="utf-8",
-        )
-        from .. import __version__
-
-        config = {
-            "format": EXPORT_FORMAT,
-            "format_version": EXPORT_FORMAT_VERSION,
-            "plugin_version": __version__,
-            "model_name": meta["name"],
-            "task": meta["task"],
-            "model_file": model_file,
-            "model_sha256": model_sha256,
-            "weights_sha256": (meta.get("weights") or {}).get("sha256"),
-            "sampler": settings.sampler,
-            "eta": settings.eta,
-            "steps": settings.steps,
-            "samples": settings.samples,
-            "seed": settings.seed,
-            "std_scale": std_factor,
-            "check": {
-                "max_abs_difference": diffs,
-                "mean_range": output_range,
-                "tolerance_fraction_of_range": CHECK_TOLERANCE,
-            },
-        }
+        model_sha256 = _stage_files(staging, source, loaded, image, info, outputs, readme)
+        config = _record(meta, settings, model_file, model_sha256, std_factor, diffs, output_range)
         say("writing and validating the package (bioimageio.spec)")
         clock = time.perf_counter()
         pixel = float(meta["physics"]["pixel_size_um"])
         descr = describe(meta, staging, model_file, config, pixel, outputs)
-        from bioimageio.spec import save_bioimageio_package
-
-        tmp = temp_path(output, ".zip")
-        try:
-            save_bioimageio_package(descr, output_path=tmp)
-            status = validate_zip(tmp)
-            os.replace(tmp, output)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        status = _save_package(descr, output)
         seconds["package"] = time.perf_counter() - clock
     return ExportReport(
         path=output,

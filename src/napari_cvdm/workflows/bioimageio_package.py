@@ -67,55 +67,33 @@ def torch_version() -> str:
     return torch.__version__.split("+")[0]
 
 
-def describe(
-    meta: dict[str, Any],
-    folder: Path,
-    model_file: str,
-    config: dict[str, Any],
-    pixel_size_um: float,
-    outputs: dict[str, Any],
-) -> Any:
-    """The bioimage.io ``ModelDescr`` (format 0.5) of the files staged in ``folder``.
-
-    ``meta``: the model file's header; ``model_file``: the attached model's file name;
-    ``config``: the napari-cvdm record (``config.napari_cvdm``); ``pixel_size_um``: the input
-    pixel the model expects (µm); ``outputs``: the test outputs ``mean``/``std``
-    (1, C_y, Y', X'), which set the reproducibility tolerances.
-    """
-    import numpy as np
+def _tensors(
+    meta: dict[str, Any], folder: Path, pixel_size_um: float, outputs: dict[str, Any]
+) -> tuple[Any, list[Any], list[Any]]:
+    """The input tensor ``raw`` (batch, C_in, y, x; µm scale), the outputs ``mean``/``std``
+    (the task's grid factor finer) and their reproducibility tolerances, as bioimage.io
+    descriptions; channel names and texts are the task's."""
     from bioimageio.spec.model.v0_5 import (
-        Author,
         AxisId,
         BatchAxis,
         ChannelAxis,
-        CiteEntry,
-        Doi,
         FileDescr,
         Identifier,
         InputTensorDescr,
         IntervalOrRatioDataDescr,
-        LicenseId,
-        ModelDescr,
         OutputTensorDescr,
         ParameterizedSize,
-        ReproducibilityTolerance,
         SizeReference,
         SpaceInputAxis,
         SpaceOutputAxis,
         TensorId,
-        TorchscriptWeightsDescr,
-        Version,
-        WeightsDescr,
     )
 
     from ..tasks import get
 
-    task = meta["task"]
-    spec = get(task)
+    spec = get(meta["task"])
     factor = spec.upscale
     text = spec.bioimageio
-    in_channels = list(text.input_channels)
-    out_channel = text.output_channel
     raw = TensorId("raw")
 
     def space_in(name: str) -> Any:
@@ -139,7 +117,7 @@ def describe(
         description=text.input_description,
         axes=[
             BatchAxis(),
-            ChannelAxis(channel_names=[Identifier(c) for c in in_channels]),
+            ChannelAxis(channel_names=[Identifier(c) for c in text.input_channels]),
             space_in("y"),
             space_in("x"),
         ],
@@ -150,10 +128,10 @@ def describe(
     output_descrs = [
         OutputTensorDescr(
             id=TensorId(kind),
-            description=(f"pixelwise {kind} over the samples; " + text.output_value),
+            description=f"pixelwise {kind} over the samples; " + text.output_value,
             axes=[
                 BatchAxis(),
-                ChannelAxis(channel_names=[Identifier(out_channel)]),
+                ChannelAxis(channel_names=[Identifier(text.output_channel)]),
                 space_out("y"),
                 space_out("x"),
             ],
@@ -163,7 +141,16 @@ def describe(
         )
         for kind in ("mean", "std")
     ]
-    tolerances = [
+    return input_descr, output_descrs, _tolerances(outputs)
+
+
+def _tolerances(outputs: dict[str, Any]) -> list[Any]:
+    """bioimage.io reproducibility tolerances of ``mean`` and ``std``: 1e-3 relative, 1e-3 of
+    the output's maximum absolute, 100 mismatched elements per million."""
+    import numpy as np
+    from bioimageio.spec.model.v0_5 import ReproducibilityTolerance, TensorId
+
+    return [
         ReproducibilityTolerance(
             relative_tolerance=1e-3,
             absolute_tolerance=1e-3 * max(float(np.max(outputs[kind])), 1e-12),
@@ -172,8 +159,41 @@ def describe(
         )
         for kind in ("mean", "std")
     ]
+
+
+def describe(
+    meta: dict[str, Any],
+    folder: Path,
+    model_file: str,
+    config: dict[str, Any],
+    pixel_size_um: float,
+    outputs: dict[str, Any],
+) -> Any:
+    """The bioimage.io ``ModelDescr`` (format 0.5) of the files staged in ``folder``.
+
+    ``meta``: the model file's header; ``model_file``: the attached model's file name;
+    ``config``: the napari-cvdm record (``config.napari_cvdm``); ``pixel_size_um``: the input
+    pixel the model expects (µm); ``outputs``: the test outputs ``mean``/``std``
+    (1, C_y, Y', X'), which set the reproducibility tolerances (:func:`_tensors`).
+    """
+    from bioimageio.spec.model.v0_5 import (
+        Author,
+        CiteEntry,
+        Doi,
+        FileDescr,
+        LicenseId,
+        ModelDescr,
+        TorchscriptWeightsDescr,
+        Version,
+        WeightsDescr,
+    )
+
+    from ..tasks import get
+
+    task = meta["task"]
+    input_descr, output_descrs, tolerances = _tensors(meta, folder, pixel_size_um, outputs)
     tags = ["napari-cvdm", "cvdm", "diffusion-model", "uncertainty", "2d", "torchscript"]
-    tags += list(text.tags)
+    tags += list(get(task).bioimageio.tags)
     return ModelDescr(
         name=bioimageio_name(meta["name"], task),
         description=(meta["description"] or f"napari-cvdm {task} model")[:1024],

@@ -142,24 +142,27 @@ def _metadata(cfg: PriorTrainConfig, totals: dict[str, Any], scores: dict[str, f
     }
 
 
-def train_prior(cfg: PriorTrainConfig) -> Iterator[Any]:
-    """Train (or resume) the EDM prior; see the module docstring. Yields events."""
-    import torch
-
-    from ..engine.modelfile import read_metadata, save_model
-    from ..engine.prior import EDMPrior, PriorConfig, prior_loss
-    from .checkpoint import load_checkpoint, save_checkpoint
-
-    run_start = time.perf_counter()  # the wall time counts the data pool too
+def _data(cfg: PriorTrainConfig) -> tuple[np.random.Generator, list[np.ndarray], np.ndarray]:
+    """The data generator (it also refreshes the pool and cuts patches later), the pool of
+    clean images and the validation images (N, 1, 2P, 2P), from their own generator."""
     rng = np.random.default_rng(cfg.seed)
     val_rng = np.random.default_rng(10_000 + cfg.seed)
     pool = [clean_fluorescence_image(rng, cfg.sim_size) for _ in range(cfg.pool)]
     val = np.stack(
         [clean_fluorescence_image(val_rng, cfg.sim_size) for _ in range(cfg.n_validation)]
     )
-    val = val[:, None, : cfg.patch * 2, : cfg.patch * 2]
-    sigma_data = cfg.sigma_data or float(np.std(np.stack(pool)))
-    totals = {"steps": 0, "wall": 0.0, "runs": []}
+    return rng, pool, val[:, None, : cfg.patch * 2, : cfg.patch * 2]
+
+
+def _networks(cfg: PriorTrainConfig, sigma_data: float) -> tuple[Any, ...]:
+    """(config, model, EMA, optimiser, totals, start step): fresh (σ_data from the pool), or
+    resumed from ``cfg.resume`` (the EMA reset to the weights with ``cfg.reset_ema``)."""
+    import torch
+
+    from ..engine.prior import EDMPrior, PriorConfig
+    from .checkpoint import load_checkpoint
+
+    totals: dict[str, Any] = {"steps": 0, "wall": 0.0, "runs": []}
     start_step = 0
     if cfg.resume:
         ckpt = load_checkpoint(cfg.resume)
@@ -181,6 +184,43 @@ def train_prior(cfg: PriorTrainConfig) -> Iterator[Any]:
         ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False).eval()
     model.train()
+    return config, model, ema, optimizer, totals, start_step
+
+
+def _step(
+    cfg: PriorTrainConfig, model: Any, ema: Any, optimizer: Any, x0: Any, gen: Any, n_ema: int
+) -> float:
+    """One optimiser step on the patches ``x0`` and the EMA update; returns the loss. EMA
+    warm-up: decay min(ema, (1 + n)/(10 + n)), so a short run is not dominated by the initial
+    weights (0.999 alone keeps 61 % of them after 500 steps)."""
+    import torch
+
+    from ..engine.prior import prior_loss
+
+    loss = prior_loss(model, x0, generator=gen)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    decay = min(cfg.ema, (1.0 + n_ema) / (10.0 + n_ema))
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), model.parameters()):
+            p_ema.lerp_(p, 1.0 - decay)
+    return float(loss.detach())
+
+
+def train_prior(cfg: PriorTrainConfig) -> Iterator[Any]:
+    """Train (or resume) the EDM prior; see the module docstring. Yields events."""
+    import torch
+
+    from ..engine import registry
+    from ..engine.modelfile import save_model
+    from .checkpoint import save_checkpoint
+
+    run_start = time.perf_counter()  # the wall time counts the data pool too
+    rng, pool, val = _data(cfg)
+    sigma_data = cfg.sigma_data or float(np.std(np.stack(pool)))
+    config, model, ema, optimizer, totals, start_step = _networks(cfg, sigma_data)
     gen = torch.Generator().manual_seed(cfg.seed + start_step)
     run_steps, last = 0, None
     scores: dict[str, float] = {}
@@ -208,21 +248,9 @@ def train_prior(cfg: PriorTrainConfig) -> Iterator[Any]:
             if cfg.refresh_every and i % cfg.refresh_every == 0:
                 pool[rng.integers(len(pool))] = clean_fluorescence_image(rng, cfg.sim_size)
             x0 = torch.from_numpy(_patches(pool, rng, cfg.batch, cfg.patch))
-            loss = prior_loss(model, x0, generator=gen)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            run_steps = i
             step = start_step + i
-            # EMA warm-up: decay min(ema, (1 + n)/(10 + n)), so a short run is not dominated by
-            # the initial weights (0.999 alone keeps 61 % of them after 500 steps)
-            n_ema = i if cfg.reset_ema else step
-            decay = min(cfg.ema, (1.0 + n_ema) / (10.0 + n_ema))
-            with torch.no_grad():
-                for p_ema, p in zip(ema.parameters(), model.parameters()):
-                    p_ema.lerp_(p, 1.0 - decay)
-            last = float(loss.detach())
+            last = _step(cfg, model, ema, optimizer, x0, gen, i if cfg.reset_ema else step)
+            run_steps = i
             if i % cfg.log_every == 0 or i == cfg.steps:
                 yield LossReport(step, start_step + cfg.steps, {"total": last}, cfg.lr)
                 yield Progress(i, cfg.steps, "training prior")
@@ -240,4 +268,4 @@ def train_prior(cfg: PriorTrainConfig) -> Iterator[Any]:
             save()
         raise
     path = save()
-    yield Finished(path, info={"metadata": read_metadata(path), "last_loss": last})
+    yield Finished(path, info={"metadata": registry.header(path).to_dict(), "last_loss": last})

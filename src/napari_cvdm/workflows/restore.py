@@ -200,94 +200,105 @@ def _provenance(problem: Any, loaded: Any, params: RestoreParams, name: str) -> 
     }
 
 
-def _run(problem: Any, loaded: Any, params: RestoreParams, name: str) -> Iterator[Any]:
+def _solve(problem: Any, model: Any, params: RestoreParams, meta: dict[str, Any]) -> Iterator[Any]:
+    """The solver's steps as ``Progress`` events; returns (x in normalised units, network
+    evaluations). ``rl``: the warm start itself; ``vml``/``dps``: the solver over the noise
+    levels from the (warm or zero) start, one seed per batch item; the history goes to
+    ``meta``."""
     import torch
 
     from ..engine.vml import SolverResult, dps, karras_sigmas, vml_map
+
+    op, y, w = problem.op, problem.y, problem.weight
+    if params.method == "rl":
+        yield Progress(1, 1, "Richardson–Lucy")
+        return problem.x_warm, {"forward": 0, "vjp": 0}
+    sigmas = karras_sigmas(params.levels, params.sigma_min, params.sigma_max)
+    base = problem.x_warm if params.warm_start else torch.zeros_like(problem.x_warm)
+    x_init = base.expand(params.seeds, *base.shape[1:]).contiguous()
+    gen = torch.Generator().manual_seed(params.seed)
+    if params.method == "vml":
+        events = vml_map(
+            model,
+            y,
+            op.A,
+            w,
+            sigmas,
+            x_init=x_init,
+            inner_steps=params.inner_steps,
+            lr_scale=params.lr_scale,
+            generator=gen,
+        )
+        total = params.levels * params.inner_steps
+    else:  # DPS at the same number of network evaluations
+        n = params.levels * (2 * params.inner_steps + 1) // 2
+        sigmas = karras_sigmas(n, params.sigma_min, params.sigma_max)
+        events = dps(model, y, op.A, w, sigmas, x_init=x_init, zeta=params.dps_zeta, generator=gen)
+        total = n
+    result = None
+    done = 0
+    try:
+        for event in events:
+            if isinstance(event, SolverResult):
+                result = event
+                break
+            done += 1
+            stage = f"level {event.level}/{event.levels} σ={event.sigma:.3g}"
+            yield Progress(done, total, stage)
+    finally:
+        events.close()
+    meta["history"] = result.history
+    return result.x, {"forward": result.forward, "vjp": result.vjp}
+
+
+def _restoration(problem: Any, x_n: Any, meta: dict[str, Any], start: float) -> Restoration:
+    """The result in ADU: the mean over seeds on the prior's grid, the spread over seeds and
+    the whitened residual of the mean's fit on the measurement grid; completes ``meta``."""
+    import torch
+
+    op = problem.op
+    with torch.no_grad():
+        x = (x_n * problem.s + problem.a).float()
+        restored_all = x[:, 0][(slice(None), *op.crop)].cpu().numpy()
+        restored = restored_all.mean(axis=0)
+        mean_x = x.mean(dim=0, keepdim=True)
+        fit = op.A(mean_x)[0, 0].cpu().numpy().astype(np.float64)
+    residual = (problem.y_adu - fit) / np.sqrt(problem.variance)
+    variability = (
+        restored_all.std(axis=0, ddof=1) if restored_all.shape[0] > 1 else np.zeros_like(restored)
+    )
+    meta.update(
+        seconds=round(time.perf_counter() - start, 2),
+        residual_rms=float(np.sqrt(np.mean(residual**2))),
+        status="complete",
+        timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    )
+    return Restoration(
+        restored=restored.astype(np.float32),
+        variability=variability.astype(np.float32),
+        residual=residual.astype(np.float32),
+        pixel_size_um=problem.pixel_um,
+        residual_pixel_size_um=problem.measurement_pixel_um,
+        metadata=meta,
+        seeds=restored_all.astype(np.float32) if restored_all.shape[0] > 1 else None,
+    )
+
+
+def _run(problem: Any, loaded: Any, params: RestoreParams, name: str) -> Iterator[Any]:
+    """The restoration as events (:func:`_solve`, then :func:`_restoration`), the prior on
+    ``params.device`` meanwhile."""
+    import torch
 
     device = torch.device(params.device)
     model = loaded.model
     home = next(model.parameters()).device
     meta = _provenance(problem, loaded, params, name)
     start = time.perf_counter()
-    op, y, w = problem.op, problem.y, problem.weight
-    nfe = {"forward": 0, "vjp": 0}
     try:
         model.to(device).eval().requires_grad_(False)
-        if params.method == "rl":
-            x_n = problem.x_warm
-            yield Progress(1, 1, "Richardson–Lucy")
-        else:
-            sigmas = karras_sigmas(params.levels, params.sigma_min, params.sigma_max)
-            base = problem.x_warm if params.warm_start else torch.zeros_like(problem.x_warm)
-            x_init = base.expand(params.seeds, *base.shape[1:]).contiguous()
-            gen = torch.Generator().manual_seed(params.seed)
-            if params.method == "vml":
-                events = vml_map(
-                    model,
-                    y,
-                    op.A,
-                    w,
-                    sigmas,
-                    x_init=x_init,
-                    inner_steps=params.inner_steps,
-                    lr_scale=params.lr_scale,
-                    generator=gen,
-                )
-                total = params.levels * params.inner_steps
-            else:  # DPS at the same number of network evaluations
-                n = params.levels * (2 * params.inner_steps + 1) // 2
-                sigmas = karras_sigmas(n, params.sigma_min, params.sigma_max)
-                events = dps(
-                    model, y, op.A, w, sigmas, x_init=x_init, zeta=params.dps_zeta, generator=gen
-                )
-                total = n
-            result = None
-            done = 0
-            try:
-                for event in events:
-                    if isinstance(event, SolverResult):
-                        result = event
-                        break
-                    done += 1
-                    stage = f"level {event.level}/{event.levels} σ={event.sigma:.3g}"
-                    yield Progress(done, total, stage)
-            finally:
-                events.close()
-            x_n = result.x
-            nfe = {"forward": result.forward, "vjp": result.vjp}
-            meta["history"] = result.history
-        with torch.no_grad():
-            x = (x_n * problem.s + problem.a).float()
-            restored_all = x[:, 0][(slice(None), *op.crop)].cpu().numpy()
-            restored = restored_all.mean(axis=0)
-            mean_x = x.mean(dim=0, keepdim=True)
-            fit = op.A(mean_x)[0, 0].cpu().numpy().astype(np.float64)
-        residual = (problem.y_adu - fit) / np.sqrt(problem.variance)
-        variability = (
-            restored_all.std(axis=0, ddof=1)
-            if restored_all.shape[0] > 1
-            else np.zeros_like(restored)
-        )
-        meta.update(
-            network_evaluations=nfe,
-            seconds=round(time.perf_counter() - start, 2),
-            residual_rms=float(np.sqrt(np.mean(residual**2))),
-            status="complete",
-            timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        )
-        yield Finished(
-            Restoration(
-                restored=restored.astype(np.float32),
-                variability=variability.astype(np.float32),
-                residual=residual.astype(np.float32),
-                pixel_size_um=problem.pixel_um,
-                residual_pixel_size_um=problem.measurement_pixel_um,
-                metadata=meta,
-                seeds=restored_all.astype(np.float32) if restored_all.shape[0] > 1 else None,
-            ),
-            info={"network_evaluations": nfe},
-        )
+        x_n, nfe = yield from _solve(problem, model, params, meta)
+        meta["network_evaluations"] = nfe
+        yield Finished(_restoration(problem, x_n, meta, start), info={"network_evaluations": nfe})
     finally:
         model.to(home)
 

@@ -199,33 +199,12 @@ def _rl_discrepancy(y: Any, op: Any, variance: np.ndarray) -> tuple[Any, int]:
     return x, done
 
 
-def build_problem(
-    image: Any,
-    pixel_um: float | None,
-    optics: Optics,
-    noise: Noise | None = None,
-    *,
-    prior_pixel_um: float,
-    binning: int | None = None,
-    target_fwhm_um: float | None = DEFAULT_TARGET_FWHM_UM,
-    rl_iterations: int | None = None,
-    device: Any = "cpu",
-) -> Problem:
-    """Check the inputs and build the :class:`Problem` (see the module docstring)."""
-    import torch
-
-    from ..engine.operators import BlurOperator
-    from ..engine.vml import richardson_lucy
-
-    raw = _check_image(image)
-    noise = noise or Noise()
-    if pixel_um is None or not np.isfinite(pixel_um) or pixel_um <= 0:
-        raise InputError(
-            "the image's pixel size is unknown; give it (--pixel-size, or the layer's scale) "
-            "so the image can be matched to the prior's grid"
-        )
-    f, zoom = choose_grid(pixel_um, prior_pixel_um, binning)
-    notes = []
+def _measurement(
+    raw: np.ndarray, pixel_um: float, noise: Noise, f: int, zoom: float, prior_pixel_um: float,
+    notes: list[str],
+) -> tuple[np.ndarray, np.ndarray, Any]:  # fmt: skip
+    """The measurement above the offset on its grid (resampled by ``zoom``), its per-pixel
+    noise variance (scaled with the resampling) and the noise model; a note when resampled."""
     model = _noise_model(noise, raw)
     variance = model.variance(ndimage.uniform_filter(raw, 3, mode="reflect"))
     offset = float(noise.offset_adu or 0.0)
@@ -239,9 +218,18 @@ def build_problem(
             f"resampled the image by {shape[0] / raw.shape[0]:.3g} from {pixel_um:g} µm to "
             f"{f * prior_pixel_um:g} µm pixels (the prior's grid{' ×2' if f == 2 else ''})"
         )
-    if optics.psf is not None and optics.psf_pixel_um is None:
-        notes.append(f"assumed the PSF image has the input's pixel size ({pixel_um:g} µm)")
-    psf, source = _psf_on_grid(optics, prior_pixel_um, pixel_um)
+    return y, variance, model
+
+
+def _operator(
+    y: np.ndarray, psf: np.ndarray, source: str, optics: Optics, f: int,
+    prior_pixel_um: float, target_fwhm_um: float | None, device: Any,
+) -> tuple[Any, Any]:  # fmt: skip
+    """The canvas and the forward operator H on the prior's grid: refuses a PSF larger than the
+    image and a canvas above ``MAX_CANVAS_PX``; the OTF of an Airy PSF or of the PSF image,
+    corrected to the prior's own resolution when ``target_fwhm_um``."""
+    from ..engine.operators import BlurOperator
+
     extent = 2 * energy_radius_px(psf, MARGIN_ENERGY) + 1  # the PSF's 95 %-energy diameter
     if extent > f * min(y.shape):
         raise InputError(
@@ -262,7 +250,19 @@ def build_problem(
         otf = psf_otf(psf, canvas.shape)
     if target_fwhm_um:
         otf = effective_otf(otf, canvas.shape, prior_pixel_um, target_fwhm_um)
-    op = BlurOperator(otf, canvas.shape, y.shape, canvas.margin, f).to(device)
+    return canvas, BlurOperator(otf, canvas.shape, y.shape, canvas.margin, f).to(device)
+
+
+def _warm_start(
+    y: np.ndarray, op: Any, variance: np.ndarray, canvas: Any, rl_iterations: int | None,
+    device: Any,
+) -> tuple[Any, Any, int, float, float]:  # fmt: skip
+    """The measurement tensor, the Richardson–Lucy warm start (the discrepancy principle picks
+    its iterations when not given), those iterations and the normalisation (a, s) from the
+    warm start's robust percentiles inside the canvas."""
+    import torch
+
+    from ..engine.vml import richardson_lucy
 
     yt = torch.as_tensor(y, dtype=torch.float32, device=device)[None, None]
     if rl_iterations is None:  # discrepancy principle: stop once the data are fitted to noise
@@ -274,6 +274,42 @@ def build_problem(
     a, s = 0.5 * (lo + hi), 0.5 * (hi - lo)
     if not s > 0:
         raise InputError("the image has no contrast after deconvolution; nothing to restore")
+    return yt, rl, rl_iterations, a, s
+
+
+def build_problem(
+    image: Any,
+    pixel_um: float | None,
+    optics: Optics,
+    noise: Noise | None = None,
+    *,
+    prior_pixel_um: float,
+    binning: int | None = None,
+    target_fwhm_um: float | None = DEFAULT_TARGET_FWHM_UM,
+    rl_iterations: int | None = None,
+    device: Any = "cpu",
+) -> Problem:
+    """Check the inputs and build the :class:`Problem` (see the module docstring): the grid
+    (:func:`choose_grid`), the measurement and its noise (:func:`_measurement`), the PSF and
+    the operator (:func:`_operator`), the warm start and the normalisation
+    (:func:`_warm_start`)."""
+    import torch
+
+    raw = _check_image(image)
+    noise = noise or Noise()
+    if pixel_um is None or not np.isfinite(pixel_um) or pixel_um <= 0:
+        raise InputError(
+            "the image's pixel size is unknown; give it (--pixel-size, or the layer's scale) "
+            "so the image can be matched to the prior's grid"
+        )
+    f, zoom = choose_grid(pixel_um, prior_pixel_um, binning)
+    notes: list[str] = []
+    y, variance, model = _measurement(raw, pixel_um, noise, f, zoom, prior_pixel_um, notes)
+    if optics.psf is not None and optics.psf_pixel_um is None:
+        notes.append(f"assumed the PSF image has the input's pixel size ({pixel_um:g} µm)")
+    psf, source = _psf_on_grid(optics, prior_pixel_um, pixel_um)
+    canvas, op = _operator(y, psf, source, optics, f, prior_pixel_um, target_fwhm_um, device)
+    yt, rl, rl_iterations, a, s = _warm_start(y, op, variance, canvas, rl_iterations, device)
     y_n = (yt - f * f * a) / s
     w_n = torch.as_tensor(s * s / variance, dtype=torch.float32, device=device)[None, None]
     x_warm = (rl - a) / s
