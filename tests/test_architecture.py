@@ -123,3 +123,44 @@ def test_the_cli_fails_loudly_when_a_subcommand_is_missing(monkeypatch):
     monkeypatch.setattr(cli, "SUBCOMMANDS", (*cli.SUBCOMMANDS, "no_such_command"))
     with pytest.raises(ModuleNotFoundError, match="no_such_command"):
         cli.build_parser()
+
+
+TASK_NAMES = {"sr", "qpi", "prior", "restore"}
+
+
+def _names_a_task(node: ast.AST) -> bool:
+    """A string constant that is a task name, or a tuple/list/set of them."""
+    if isinstance(node, ast.Constant):
+        return node.value in TASK_NAMES
+    if isinstance(node, ast.Tuple | ast.List | ast.Set) and node.elts:
+        return all(isinstance(e, ast.Constant) and e.value in TASK_NAMES for e in node.elts)
+    return False
+
+
+def test_only_the_tasks_compare_task_names():
+    """What a task is lives in napari_cvdm/tasks/: elsewhere the code asks the task instead of
+    comparing its name (at most 3 such comparisons, issue 12)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] == "tasks":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and any(
+                _names_a_task(o) for o in (node.left, *node.comparators)
+            ):
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert len(found) <= 3, found
+
+
+def test_long_functions_are_few_and_say_why():
+    """At most 2 functions over 80 lines, each with the reason written above it."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            if function and node.end_lineno - node.lineno + 1 > 80:
+                above = "\n".join(lines[max(0, node.lineno - 4) : node.lineno - 1])
+                long.append((f"{path.relative_to(PACKAGE)}:{node.name}", above))
+    assert len(long) <= 2, long
+    assert all("Over 80 lines by choice" in above for _, above in long), long

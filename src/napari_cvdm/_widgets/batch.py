@@ -191,19 +191,20 @@ class BatchForm:
         """One item per image of the input folder (raises ``UserError`` with one line)."""
         from dataclasses import replace
 
+        from .. import tasks
         from ..batch import PredictOptions
         from .batch_job import folder_items
 
         w = self.widget
         typed = w.user_values()
-        qpi = w.mode.value == "qpi"
+        fields = tasks.get(w.mode.value).optics_fields  # the optics the task's adapter takes
         options = PredictOptions(
             pixel_size=typed.get("pixel_size_um"),
-            na=None if qpi else typed.get("na"),
+            na=typed.get("na") if "na" in fields else None,
             wavelength=typed.get("wavelength_um"),
-            offset=None if qpi else typed.get("offset_adu"),
+            offset=typed.get("offset_adu") if "offset_adu" in fields else None,
         )
-        task_options = {"dz_um": typed["dz_um"]} if qpi and "dz_um" in typed else {}
+        task_options = {"dz_um": typed["dz_um"]} if "dz_um" in fields and "dz_um" in typed else {}
         items, skipped = folder_items(
             self.input_dir.value,
             self.output_dir.value,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .. import tasks
 from ..errors import InputError
 from ..limits import check_value
 
@@ -23,19 +24,27 @@ __all__ = [
     "preflight_job",
 ]
 
+_MODES = tasks.names(reconstructs=True)
+
+
+def _optics_modes(field: str) -> tuple[str, ...]:
+    """The modes whose task's adapter takes the optics ``field``."""
+    return tuple(m for m in _MODES if field in tasks.get(m).optics_fields)
+
+
 #: Reconstruct widget attribute -> (limits name, label shown, 0 means "unknown / automatic",
-#: modes where the field applies)
+#: modes where the field applies: every mode, or the tasks that take that optics)
 RECONSTRUCT_FIELDS: dict[str, tuple[str, str, bool, tuple[str, ...]]] = {
-    "pixel_size_um": ("pixel_size_um", "Pixel size (µm)", True, ("sr", "qpi")),
-    "wavelength_um": ("wavelength_um", "Wavelength (µm)", True, ("sr", "qpi")),
-    "na": ("na", "NA", True, ("sr",)),
-    "offset_adu": ("offset_adu", "Camera offset (ADU)", False, ("sr",)),
-    "dz_um": ("dz_um", "dz (µm)", True, ("qpi",)),
-    "samples": ("samples", "Samples", False, ("sr", "qpi")),
-    "steps": ("steps", "Steps", False, ("sr", "qpi")),
-    "seed": ("seed", "Seed", False, ("sr", "qpi")),
-    "tile_size": ("tile", "Tile size (px)", False, ("sr", "qpi")),
-    "threads": ("threads", "CPU threads", True, ("sr", "qpi")),
+    "pixel_size_um": ("pixel_size_um", "Pixel size (µm)", True, _MODES),
+    "wavelength_um": ("wavelength_um", "Wavelength (µm)", True, _optics_modes("wavelength_um")),
+    "na": ("na", "NA", True, _optics_modes("na")),
+    "offset_adu": ("offset_adu", "Camera offset (ADU)", False, _optics_modes("offset_adu")),
+    "dz_um": ("dz_um", "dz (µm)", True, _optics_modes("dz_um")),
+    "samples": ("samples", "Samples", False, _MODES),
+    "steps": ("steps", "Steps", False, _MODES),
+    "seed": ("seed", "Seed", False, _MODES),
+    "tile_size": ("tile", "Tile size (px)", False, _MODES),
+    "threads": ("threads", "CPU threads", True, _MODES),
 }
 
 #: Train widget attribute -> (limits name, label shown, 0 means "automatic")

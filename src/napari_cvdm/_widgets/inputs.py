@@ -77,9 +77,11 @@ def implied_task(layer: Any) -> tuple[str | None, str]:
     2-D image (QPI needs planes); ``(None, "")`` when nothing says (e.g. a plain z-stack of
     fluorescence, which SR reconstructs plane by plane).
     """
+    from .. import tasks
+
     meta = getattr(layer, "metadata", None) or {}
     task = meta.get("task")
-    if task in ("sr", "qpi"):
+    if isinstance(task, str) and task in tasks.names(reconstructs=True):
         return task, f"its metadata says task {task}"
     if layer.ndim >= 3 and any(key in meta for key in ("z_offsets_um", "defocus_D")):
         return "qpi", "its metadata gives the defocus of its planes"

@@ -28,7 +28,9 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from .. import tasks
 from ..assumptions import Assumptions
+from ..defaults import SAMPLER, SAMPLERS, SAMPLES, SAMPLING_STEPS
 from ..engine.threads import auto_threads
 from ..errors import UserError
 from . import common
@@ -62,9 +64,8 @@ __all__ = ["LOAD_FROM_FILE", "ReconstructWidget"]
 LOAD_FROM_FILE = "<load model from file>"
 SETTINGS = "reconstruct"  # section of the persisted widget settings
 LOAD_LABEL = "Load model from file…"
-MODES = [("SR: widefield → 2× grid", "sr"), ("QPI: through-focus → phase", "qpi")]
+MODES = [(tasks.get(name).mode_label, name) for name in tasks.names(reconstructs=True)]
 CURRENT, ALL = "current frame", "all frames"
-_MIN_NDIM = {"sr": 2, "qpi": 3}
 #: form fields whose value may come from the layer, the model or the user (see ``_sources``)
 _OPTICS = ("wavelength_um", "na", "offset_adu")
 
@@ -92,6 +93,17 @@ class ReconstructWidget(Container):
         self._last_active: Any = None  # the active layer seen last (a new one proposes a mode)
         self._mode_note = ""  # why the mode was switched to follow the selected layer
 
+        self._make_fields()
+        self._lay_out()
+        self._connect(viewer)
+        self._on_active_layer()
+        self._on_device()
+        self._on_image()
+        self._on_model()
+
+    def _make_fields(self) -> None:
+        """The form's widgets (public attributes: tests set their values directly); sampling
+        defaults from ``napari_cvdm.defaults``, modes from the tasks."""
         self.mode = ComboBox(label="mode", choices=MODES, value="sr")
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.image_info = Label(label="")
@@ -124,9 +136,9 @@ class ReconstructWidget(Container):
             visible=False,
         )
         self.qpi_box.margins = (0, 0, 0, 0)
-        self.samples = SpinBox(label="samples", min=1, max=256, value=4)
-        self.steps = SpinBox(label="steps", min=1, max=2000, value=20)
-        self.sampler = ComboBox(label="sampler", choices=["ancestral", "ddim"], value="ancestral")
+        self.samples = SpinBox(label="samples", min=1, max=256, value=SAMPLES)
+        self.steps = SpinBox(label="steps", min=1, max=2000, value=SAMPLING_STEPS)
+        self.sampler = ComboBox(label="sampler", choices=list(SAMPLERS), value=SAMPLER)
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.device = ComboBox(label="device", choices=common.device_choices())
         self.device_info = Label(label="")
@@ -147,6 +159,9 @@ class ReconstructWidget(Container):
         self.more.margins = (0, 0, 0, 0)
         self.show_more.changed.connect(lambda v: setattr(self.more, "visible", bool(v)))
         self.batch = BatchForm(self)  # one layer, several layers or a folder (_widgets/batch.py)
+
+    def _lay_out(self) -> None:
+        """The form's order, tooltips and wrapping labels."""
         self.extend(
             [
                 self.mode,
@@ -178,6 +193,9 @@ class ReconstructWidget(Container):
             label.native.setWordWrap(True)  # long lines wrap instead of widening the dock
         self.model_file.visible = False
 
+    def _connect(self, viewer: napari.viewer.Viewer) -> None:
+        """Signals: the form's fields, the saved settings, the run status and the viewer's
+        active layer."""
         self.mode.changed.connect(self._on_mode)
         self.image.changed.connect(self._on_image)
         self.model.changed.connect(self._on_model)
@@ -203,10 +221,6 @@ class ReconstructWidget(Container):
             getattr(self, key).changed.connect(lambda *_, key=key: self._user_set(key))
         self.status.changed.connect(self._show_status)
         viewer.layers.selection.events.active.connect(self._on_active_layer)
-        self._on_active_layer()
-        self._on_device()
-        self._on_image()
-        self._on_model()
 
     def _restore_settings(self) -> None:
         """The device and thread count chosen in an earlier session (when still valid)."""
@@ -223,7 +237,7 @@ class ReconstructWidget(Container):
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         from napari.layers import Image
 
-        need = _MIN_NDIM[self.mode.value] if hasattr(self, "mode") else 2
+        need = tasks.get(self.mode.value).min_input_ndim if hasattr(self, "mode") else 2
         out = []
         for layer in self.viewer.layers:
             if not isinstance(layer, Image) or layer.ndim < need or layer.rgb:
@@ -319,9 +333,10 @@ class ReconstructWidget(Container):
 
     def _on_mode(self, *_: Any) -> None:
         self._mode_note = ""
-        sr = self.mode.value == "sr"
-        self.qpi_box.visible = not sr
-        self.na.visible = self.offset_adu.visible = sr
+        spec = tasks.get(self.mode.value)
+        self.qpi_box.visible = spec.focus_stack
+        self.na.visible = "na" in spec.optics_fields
+        self.offset_adu.visible = "offset_adu" in spec.optics_fields
         self.image.reset_choices()
         self.batch.layers.reset_choices()
         self._select_active()
@@ -350,9 +365,10 @@ class ReconstructWidget(Container):
                 value = metadata_offset(meta) if key == "offset_adu" else metadata_number(meta, key)
                 self._fill(key, value or 0.0, "layer" if value is not None else None)
             self._sources["dz_um"] = None
-        leading = layer.ndim - (3 if self.mode.value == "qpi" else 2)
+        spec = tasks.get(self.mode.value)
+        leading = layer.ndim - spec.min_input_ndim
         self.frames.enabled = leading > 0
-        if self.mode.value == "qpi" and layer.ndim >= 3:
+        if spec.focus_stack and layer.ndim >= spec.min_input_ndim:
             self.focus_axis.max = layer.ndim - 3
             self.focus_axis.value = layer.ndim - 3
             self._on_focus_axis()
@@ -462,40 +478,28 @@ class ReconstructWidget(Container):
     def layer_problem(self, layer: Any) -> str | None:
         """Why ``layer`` cannot be reconstructed in the current mode (one line), or None."""
         mode = self.mode.value
-        if layer.ndim < _MIN_NDIM[mode]:
+        needed = tasks.get(mode).min_input_ndim
+        if layer.ndim < needed:
             return (
                 f"{layer.name} has {layer.ndim} axes; {mode.upper()} needs at least "
-                f"{_MIN_NDIM[mode]} (choose another layer or switch mode)."
+                f"{needed} (choose another layer or switch mode)."
             )
         task, why = implied_task(layer)
         if task is not None and task != mode:
-            if task == "qpi":
-                return (
-                    f"{layer.name} is a through-focus stack ({why}): an SR model would treat its "
-                    f"{layer.data.shape[-3]} planes as separate widefield images. Switch the mode "
-                    "to QPI to reconstruct its phase."
-                )
-            return (
-                f"{layer.name} is a widefield image ({why}), not a through-focus stack: switch "
-                "the mode to SR (or pick a through-focus stack)."
-            )
+            return tasks.get(task).implied_by(layer.name, why, layer.data.shape)
         return None
 
     def problem(self) -> str | None:
         """What stops a run right now (with what to do), or None when everything is valid."""
         mode = self.mode.value
+        spec = tasks.get(mode)
         layer = None if self.batch.active else self._layer()
         if self.batch.active:
             bad = self.batch.problem()
             if bad:
                 return bad
         elif layer is None:
-            if mode == "qpi":
-                return (
-                    "No through-focus stack: QPI needs an image layer with at least 3 axes "
-                    "(Z, Y, X). Open one (e.g. File → Open Sample → napari CVDM) or switch to SR."
-                )
-            return "No image layer: open a 2-D widefield image (or a T/Z stack of them)."
+            return spec.no_input_hint
         else:
             bad = self.layer_problem(layer)
             if bad:
@@ -511,7 +515,7 @@ class ReconstructWidget(Container):
                 f"The model {meta['name']!r} is a {meta['task'].upper()} model; pick a "
                 f"{mode.upper()} model or switch the mode to {meta['task'].upper()}."
             )
-        if mode == "qpi" and layer is not None:
+        if spec.focus_stack and layer is not None:
             nz = int(layer.data.shape[self.focus_axis.value])
             if nz < 2 or self.plane_minus.value == self.plane_plus.value:
                 return (
@@ -524,7 +528,7 @@ class ReconstructWidget(Container):
         bad = fields_problem(self, RECONSTRUCT_FIELDS, mode)  # the CLI's ranges, one line
         if bad:
             return bad
-        if mode == "sr" and layer is not None:
+        if spec.resamples_to_model and layer is not None:
             bad = self._resampling_problem(layer.name)
             if bad:
                 return bad
@@ -599,8 +603,11 @@ class ReconstructWidget(Container):
         told = (
             (a.pixel_size_um is None and a.model_physics.get("pixel_size_um"))
             or a.resample_factor != 1.0
-            or (a.task == "sr" and "model" in (a.offset_source, a.na_source, a.wavelength_source))
-            or (a.task == "qpi" and "model" in (a.wavelength_source, a.dz_source))
+            or "model"
+            in (  # an optics field of the task whose value is the model's
+                getattr(a, f"{key.removesuffix('_um').removesuffix('_adu')}_source")
+                for key in tasks.get(a.task).optics_fields
+            )
         )
         return a if told else None
 
@@ -665,7 +672,8 @@ class ReconstructWidget(Container):
         layer = self._layer() if layer is None else layer
         values = self.form_values() if values is None else values
         mode = self.mode.value
-        focus = values["focus_axis"] if mode == "qpi" else None
+        spec = tasks.get(mode)
+        focus = values["focus_axis"] if spec.focus_stack else None
         current = None
         if values.get("current_frame"):
             current = tuple(layer.world_to_data(self.viewer.dims.point))
@@ -674,17 +682,7 @@ class ReconstructWidget(Container):
         )
         options: dict[str, Any] = {"input_name": layer.name}
         options["pixel_size_um"] = values["pixel_size_um"]
-        if mode == "sr":
-            options.update(na=values["na"], wavelength_um=values["wavelength_um"])
-            if values["offset_adu"] is not None:
-                options["offset_adu"] = values["offset_adu"]
-        else:
-            options.update(
-                focus_axis=focus,
-                planes=values["planes"],
-                wavelength_um=values["wavelength_um"],
-                dz_um=values["dz_um"],
-            )
+        options.update(spec.form_options(values, focus))
         job = ReconstructionJob(
             image=image,
             model_path=self.model_path(),
@@ -725,6 +723,8 @@ class ReconstructWidget(Container):
         existing = [lyr.name for lyr in self.viewer.layers] + list(taken)
         names = output_names(layer.name, existing, self.keep_previous.value)
         source = layer_geometry(layer)
+        spec = tasks.get(self.mode.value)
+        text = spec.text
         if extras["frame_index"]:  # one frame: its axes keep length 1 at that frame's position
             translate = list(source.translate)
             for axis, i in extras["frame_index"].items():
@@ -736,7 +736,9 @@ class ReconstructWidget(Container):
             source=source,
             drop_axes=extras["drop_axes"],
             input_yx=extras["input_yx"],
-            mean_colormap=layer.colormap.name if self.mode.value == "sr" else "gray",
+            mean_colormap=(
+                layer.colormap.name if text.mean_colormap_of_input else text.mean_colormap
+            ),
             source_metadata=dict(layer.metadata or {}),
         )
         provenance = {
@@ -745,7 +747,7 @@ class ReconstructWidget(Container):
         }
         if extras["frame_index"]:
             provenance["frame_index"] = {str(a): i for a, i in extras["frame_index"].items()}
-        if self.mode.value == "qpi" and extras["na"]:
+        if "na" not in spec.optics_fields and extras["na"]:  # recorded, not used
             provenance["na"] = extras["na"]
         run = ReconstructionRun(
             job=job,

@@ -90,9 +90,12 @@ def select_frames(
         output stays at that frame's position), the input axes the output will not have (the
         QPI focus axis), and ``{frame axis: index}`` of the selected frame (empty for all).
     """
+    from .. import tasks
+
+    stack = tasks.get(mode).focus_stack  # the focus axis is no frame axis, and is dropped
     ndim = len(data.shape)
-    frame_axes = [a for a in range(ndim - 2) if not (mode == "qpi" and a == focus_axis)]
-    drop = (focus_axis,) if mode == "qpi" and focus_axis is not None else ()
+    frame_axes = [a for a in range(ndim - 2) if not (stack and a == focus_axis)]
+    drop = (focus_axis,) if stack and focus_axis is not None else ()
     if current is None or not frame_axes:
         return np.array(data, copy=True), drop, {}
     index: list[Any] = [slice(None)] * ndim
@@ -147,9 +150,11 @@ def _fmt(value: float) -> str:
 
 def describe_model(meta: dict[str, Any]) -> str:
     """One line: task, training pixel size and optics of a model header."""
+    from .. import tasks
+
     physics = meta["physics"]
     parts = [meta["task"].upper()]
-    if meta["task"] == "sr":
+    if tasks.get(meta["task"]).upscale != 1.0:  # a finer output grid
         parts.append(f"×{_fmt(physics.get('upscale', 2))}")
     if physics.get("pixel_size_um"):
         parts.append(f"trained at {_fmt(physics['pixel_size_um'])} µm/px")

@@ -1,4 +1,4 @@
-"""The Train widget (napari.md §3 "Train"): train or fine-tune a model from layers or folders.
+"""The Train widget (docs/usage.md, "Train"): train or fine-tune a model from layers or folders.
 
 A ``QWidget`` with magicgui sub-widgets (public attributes, so tests set values directly), a
 **Train/Stop** toggle, live loss and validation curves (matplotlib ``FigureCanvasQTAgg``, at most
@@ -35,6 +35,8 @@ from magicgui.widgets import (
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget
 
+from .. import tasks
+from ..defaults import LR_SCHEDULES, PRESETS
 from ..errors import UserError
 from ..failures import internal_message, user_message
 from ..train_settings import TRAIN_DEFAULTS, read_settings, write_settings
@@ -135,22 +137,40 @@ class TrainWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.task = ComboBox(label="Task", choices=["sr", "qpi"], value="sr")
+        self._make_fields()
+        self._lay_out()
+        self._estimator: Any = None
+        # docked under Reconstruct on a 1080p screen, Qt gives this widget at least the height
+        # down to the Train button (about 300 px); the rest scrolls
+        self.setMinimumHeight(self._basic_height())
+        self.worker: Any = None
+        self.model_path: Path | None = None
+        self.finished_event: Any = None
+        self._stop = threading.Event()
+        self._job: Any = None
+
+        self._connect()
+        self._fill_devices()
+        self._task_changed()
+
+    def _make_fields(self) -> None:
+        """The form's widgets (public attributes: tests set their values directly), with the
+        defaults of ``napari_cvdm.defaults`` (the same as ``napari-cvdm train``)."""
+        self.task = ComboBox(label="Task", choices=list(tasks.names(trainable=True)), value="sr")
         self.source = ComboBox(label="Data", choices=list(SOURCES), value="layers")
         self.input_layer = ComboBox(label="Input", choices=self._input_choices, nullable=True)
         self.target_layer = ComboBox(label="Target", choices=self._target_choices, nullable=True)
         self.folder = FileEdit(label="Folder", mode="d")
         self.base_model = ComboBox(label="Base model", choices=[SCRATCH], value=SCRATCH)
         d = TRAIN_DEFAULTS  # the same defaults as `napari-cvdm train`
-        self.preset = ComboBox(label="Size", choices=["tiny", "small", "base"], value=d["preset"])
+        self.preset = ComboBox(label="Size", choices=list(PRESETS), value=d["preset"])
         self.freeze_schedule = CheckBox(label="Freeze schedule", value=False)
         self.steps = SpinBox(label="Steps", min=1, max=10_000_000, value=d["steps"])
         self.batch = SpinBox(label="Batch", min=1, max=1024, value=d["batch"])
         self.patch = SpinBox(label="Patch size", min=16, max=1024, step=8, value=d["patch"])
         self.lr = LineEdit(label="Learning rate", value="auto")
-        self.lr_schedule = ComboBox(
-            label="LR schedule", choices=["cosine", "constant"], value=d["lr_schedule"]
-        )
+        schedules = sorted(LR_SCHEDULES, key=lambda name: name != d["lr_schedule"])  # default 1st
+        self.lr_schedule = ComboBox(label="LR schedule", choices=schedules, value=d["lr_schedule"])
         self.val_fraction = FloatSpinBox(
             label="Validation split", min=0.0, max=0.5, step=0.05, value=d["val_fraction"]
         )
@@ -170,6 +190,10 @@ class TrainWidget(QWidget):
         self.save_settings_button = PushButton(text="Save settings…")
         self.load_settings_button = PushButton(text="Load settings…")
         self.show_advanced = CheckBox(text="Advanced settings", value=False)
+
+    def _lay_out(self) -> None:
+        """The form (the rarely changed fields folded under "Advanced settings"), the loss plot
+        and the scroll area that keeps the widget no taller than the dock."""
         # the form fits a 1080p screen beside Reconstruct: the rarely changed fields fold away
         self.advanced = Container(
             widgets=[
@@ -230,16 +254,9 @@ class TrainWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.scroll)
-        self._estimator: Any = None
-        # docked under Reconstruct on a 1080p screen, Qt gives this widget at least the height
-        # down to the Train button (about 300 px); the rest scrolls
-        self.setMinimumHeight(self._basic_height())
-        self.worker: Any = None
-        self.model_path: Path | None = None
-        self.finished_event: Any = None
-        self._stop = threading.Event()
-        self._job: Any = None
 
+    def _connect(self) -> None:
+        """Signals: the form's fields, the buttons, and the viewer's layer list."""
         self.task.changed.connect(self._task_changed)
         self.source.changed.connect(self._refresh_visibility)
         self.name.changed.connect(self._refresh_resume)
@@ -255,8 +272,6 @@ class TrainWidget(QWidget):
         events = self.viewer.layers.events
         for name in ("inserted", "removed", "reordered"):
             getattr(events, name).connect(self.reset_choices)
-        self._fill_devices()
-        self._task_changed()
 
     def _basic_height(self) -> int:
         """Pixels from the top of the form down to the Train button (the estimate, status,
@@ -291,7 +306,7 @@ class TrainWidget(QWidget):
 
     def _input_choices(self, *_: Any) -> list[tuple[str, Any]]:
         """Image layers usable as inputs: SR any ≥ 2-D image, QPI stacks (≥ 3-D)."""
-        return self._image_layers(3 if self.task.value == "qpi" else 2)
+        return self._image_layers(tasks.get(self.task.value).min_input_ndim)
 
     def _target_choices(self, *_: Any) -> list[tuple[str, Any]]:
         return self._image_layers(2)
@@ -642,7 +657,7 @@ class TrainWidget(QWidget):
         """Fill the form from training settings; returns the keys it has no field for (the
         CLI's). Raises ``UserError`` for a value the form cannot take."""
         if "task" in settings:
-            if settings["task"] not in ("sr", "qpi"):
+            if settings["task"] not in tasks.names(trainable=True):
                 raise UserError(f"task must be 'sr' or 'qpi', got {settings['task']!r}")
             self.task.value = settings["task"]
         data = settings.get("data")

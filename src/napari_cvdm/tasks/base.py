@@ -74,6 +74,8 @@ class OutputText:
     truth_label: str
     truth_unit: str
     mean_colormap: str = "gray"
+    #: the mean layer takes the input layer's colour map (intensities) instead of ``mean_colormap``
+    mean_colormap_of_input: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,9 @@ class Task:
     default_physics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ reconstruction
+    #: the output grid is this much finer than the input's (1: the same grid)
+    upscale: float = 1.0
+
     #: the input adapter class: ``adapter(image, metadata, **options)`` validates an input at
     #: once and has ``frames``, ``output_shape``, ``prepare(index) -> PreparedFrame``,
     #: ``output_pixel_size(px)`` and ``provenance()`` (None: the task does not reconstruct)

@@ -439,7 +439,14 @@ class QPITask(Task):
     adapter = QPIAdapter
 
     # ------------------------------------------------------------------ input
+    mode_label = "QPI: through-focus → phase"
     min_input_ndim = 3
+    focus_stack = True
+    optics_fields = ("wavelength_um", "dz_um")
+    no_input_hint = (
+        "No through-focus stack: QPI needs an image layer with at least 3 axes "
+        "(Z, Y, X). Open one (e.g. File → Open Sample → napari CVDM) or switch to SR."
+    )
     camera_input = False
     raw_sim_input = False
     resamples_to_model = False
@@ -458,6 +465,23 @@ class QPITask(Task):
         """No resampling; the output is the input without its focus axis (the one before Y)."""
         lead = [int(s) for s in shape[:-2]]
         return 1.0, (*(lead[:-1] if lead else []), int(shape[-2]), int(shape[-1]))
+
+    def implied_by(self, name: str, why: str, shape: tuple[int, ...]) -> str:
+        """Why a layer that calls for this task (``why``) cannot go to another mode."""
+        return (
+            f"{name} is a through-focus stack ({why}): an SR model would treat its "
+            f"{shape[-3]} planes as separate widefield images. Switch the mode "
+            "to QPI to reconstruct its phase."
+        )
+
+    def form_options(self, values: dict[str, Any], focus_axis: int | None) -> dict[str, Any]:
+        """The adapter options of the Reconstruct form's ``values`` (focus axis, planes, λ, dz)."""
+        return {
+            "focus_axis": focus_axis,
+            "planes": values["planes"],
+            "wavelength_um": values["wavelength_um"],
+            "dz_um": values["dz_um"],
+        }
 
     def adapter_options(
         self, given: Any, pixel_size_um: float | None, shape: Any = None, file_meta: Any = None
@@ -604,6 +628,7 @@ class QPITask(Task):
     # ------------------------------------------------------------------ training
     #: the option of training configs and data sources that shapes this task's condition
     condition_option = "qpi_extra_alphas"
+    validation_keys = ("loss", "phase_mae")
     recipe = "QPI-B"
     target_pixel_ratio = 1.0
     target_pixel_relation = "the input's"

@@ -412,7 +412,15 @@ class SRTask(Task):
     adapter = SRAdapter
 
     # ------------------------------------------------------------------ input
+    #: the Reconstruct widget's mode entry
+    mode_label = "SR: widefield → 2× grid"
     min_input_ndim = 2
+    #: the input is a through-focus stack (a focus axis and two planes to choose)
+    focus_stack = False
+    #: the optics the adapter takes (the form fields shown for this task)
+    optics_fields = ("na", "wavelength_um", "offset_adu")
+    #: what the form says when no image layer is there
+    no_input_hint = "No image layer: open a 2-D widefield image (or a T/Z stack of them)."
     #: the input is in camera ADU above an offset: negative values are suspicious, the offset
     #: is checked against the image and said in the assumptions
     camera_input = True
@@ -465,6 +473,20 @@ class SRTask(Task):
             )
         return factor, (*(int(s) for s in shape[:-2]), 2 * fh, 2 * fw)
 
+    def implied_by(self, name: str, why: str, shape: tuple[int, ...]) -> str:
+        """Why a layer that calls for this task (``why``) cannot go to another mode."""
+        return (
+            f"{name} is a widefield image ({why}), not a through-focus stack: switch "
+            "the mode to SR (or pick a through-focus stack)."
+        )
+
+    def form_options(self, values: dict[str, Any], focus_axis: int | None) -> dict[str, Any]:
+        """The adapter options of the Reconstruct form's ``values`` (NA, λ, offset if set)."""
+        options = {"na": values["na"], "wavelength_um": values["wavelength_um"]}
+        if values["offset_adu"] is not None:
+            options["offset_adu"] = values["offset_adu"]
+        return options
+
     def adapter_options(
         self, given: Any, pixel_size_um: float | None, shape: Any = None, file_meta: Any = None
     ) -> dict[str, Any]:
@@ -503,6 +525,7 @@ class SRTask(Task):
         simulated_input_unit="ADU",
         truth_label="ground truth",
         truth_unit="relative intensity",
+        mean_colormap_of_input=True,
     )
     #: `demo`: the simulated input's size per requested widefield size
     example_size_factor = 1
@@ -609,6 +632,8 @@ class SRTask(Task):
     # ------------------------------------------------------------------ training
     #: the option of training configs and data sources that shapes this task's condition
     condition_option = "sr_prior"
+    #: the validation columns of the training log (the loss and :meth:`validation_metrics`)
+    validation_keys = ("loss", "psnr", "ssim")
     recipe = "SR-B"
     #: the target grid is twice as fine: target pixel = input pixel / 2
     target_pixel_ratio = 2.0

@@ -18,7 +18,14 @@ from .checkpoint import write_bytes_atomic
 
 __all__ = ["TrainHistory", "draw_curves", "log_paths", "write_png"]
 
-VALIDATION_KEYS = {"sr": ("loss", "psnr", "ssim"), "qpi": ("loss", "phase_mae")}
+
+def _validation_keys(task: str) -> tuple[str, ...]:
+    """The validation columns of a task's log: the loss and the task's validation metrics."""
+    from .. import tasks
+
+    if task not in tasks.names(trainable=True):
+        return ()
+    return tasks.get(task).validation_keys
 
 
 def log_paths(output: str | os.PathLike) -> tuple[Path, Path]:
@@ -56,7 +63,7 @@ class TrainHistory:
     def columns(self) -> list[str]:
         """CSV header: step, lr, total, the other loss terms, then val_<metric>."""
         terms = ["total"] + sorted(k for k in self.losses if k != "total")
-        vals = list(VALIDATION_KEYS.get(self.task, ()))
+        vals = list(_validation_keys(self.task))
         for metrics in self.validation.values():
             vals += [k for k in metrics if k not in vals]
         return ["step", "lr", *terms, *(f"val_{k}" for k in vals)]
@@ -139,7 +146,7 @@ def draw_curves(figure: Any, history: TrainHistory) -> None:
     ax_loss.set_title("loss")
     if history.steps:
         ax_loss.legend(fontsize="small")
-    names = [k for k in VALIDATION_KEYS.get(history.task, ()) if k != "loss"]
+    names = [k for k in _validation_keys(history.task) if k != "loss"]
     if not val_steps:
         names = []
         ax_val.text(
