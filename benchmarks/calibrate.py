@@ -22,8 +22,8 @@ import numpy as np
 from _testsets import SR_PHOTONS, STRUCTURE_NAMES, VAL_SEED, sr_sample
 
 from napari_cvdm import metrics
-from napari_cvdm.engine.modelfile import load_model, save_model
-from napari_cvdm.engine.registry import resolve_model
+from napari_cvdm.engine import registry
+from napari_cvdm.engine.modelfile import save_model
 from napari_cvdm.workflows.calibration import calibration_record, fit_model_calibration
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    loaded = load_model(resolve_model(args.model))
+    loaded = registry.load(args.model)
     if loaded.task != "sr":
         print("only SR models are calibrated by this script so far", file=sys.stderr)
         return 2

@@ -88,10 +88,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from napari_cvdm.engine.modelfile import read_metadata
-    from napari_cvdm.engine.registry import resolve_model
+    from napari_cvdm.engine import registry
 
-    header = read_metadata(resolve_model(args.model))
+    header = registry.header(args.model).to_dict()
     pixel = float(header["physics"]["pixel_size_um"])
     extra = [] if args.tile is None else ["--tile", str(args.tile)]
     rows = []

@@ -74,11 +74,10 @@ def _log(message: str) -> None:
 
 def load(name_or_path: str, task: str) -> Any:
     """A ``LoadedModel`` of ``task`` on the CPU (the workflow moves it to the device)."""
-    from napari_cvdm.engine.modelfile import load_model
-    from napari_cvdm.engine.registry import resolve_model
+    from napari_cvdm.engine import registry
     from napari_cvdm.errors import InputError
 
-    loaded = load_model(resolve_model(name_or_path), "cpu")
+    loaded = registry.load(name_or_path)
     if loaded.task != task:
         raise InputError(f"{name_or_path} is a {loaded.task!r} model; give a {task!r} model")
     return loaded
@@ -107,7 +106,7 @@ def cvdm_predict(
     """
     from dataclasses import replace
 
-    from napari_cvdm.workflows.events import Finished
+    from napari_cvdm.events import Finished
     from napari_cvdm.workflows.predict import reconstruct
 
     if warm_up:

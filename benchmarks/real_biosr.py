@@ -137,11 +137,10 @@ def nearest_level(n_fg: float) -> float:
 
 
 def load_model(name_or_path: str) -> Any:
-    from napari_cvdm.engine.modelfile import load_model as _load
-    from napari_cvdm.engine.registry import resolve_model
+    from napari_cvdm.engine import registry
     from napari_cvdm.errors import InputError
 
-    loaded = _load(resolve_model(name_or_path), "cpu")
+    loaded = registry.load(name_or_path)
     if loaded.task != "sr":
         raise InputError(f"{name_or_path} is a {loaded.task!r} model; give an SR model")
     return loaded
@@ -164,7 +163,7 @@ def model_summary(loaded: Any) -> dict[str, Any]:
 
 def cvdm_predict(image: np.ndarray, loaded: Any, params: Any, offset: float) -> tuple:
     """(mean, std, seconds) through ``workflows.predict.reconstruct`` with MT.mrc's optics."""
-    from napari_cvdm.workflows.events import Finished
+    from napari_cvdm.events import Finished
     from napari_cvdm.workflows.predict import reconstruct
 
     start = time.perf_counter()

@@ -99,7 +99,7 @@ def metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def run(case: dict, kind: str, prior: Any, method: str, **params: Any) -> dict[str, Any]:
-    from napari_cvdm.workflows.events import Finished
+    from napari_cvdm.events import Finished
     from napari_cvdm.workflows.restore import Noise, RestoreParams, restore
 
     p = RestoreParams(method=method, **params)
@@ -179,10 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from napari_cvdm.engine.modelfile import load_model
-    from napari_cvdm.engine.registry import resolve_model
+    from napari_cvdm.engine import registry
 
-    prior = load_model(resolve_model(args.prior))
+    prior = registry.load(args.prior)
     if args.timing:
         case = make_case(TEST_SEED, 200.0, "airy", args.size, prior)
         for method, budget in (

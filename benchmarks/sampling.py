@@ -35,7 +35,7 @@ import torch
 from napari_cvdm.engine.cvdm import CVDM, CVDMConfig, count_parameters
 from napari_cvdm.engine.registry import make_untrained_model
 from napari_cvdm.engine.sampling import sample
-from napari_cvdm.workflows.events import Finished, Progress
+from napari_cvdm.events import Finished, Progress
 from napari_cvdm.workflows.predict import ReconstructionParams, reconstruct
 
 FULL = {

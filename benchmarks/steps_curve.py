@@ -34,7 +34,7 @@ from napari_cvdm.physics.sr_baselines import physics_from_metadata
 
 
 def reconstruct_mean(image: np.ndarray, loaded: Any, params: Any, **options: Any) -> np.ndarray:
-    from napari_cvdm.workflows.events import Finished
+    from napari_cvdm.events import Finished
     from napari_cvdm.workflows.predict import reconstruct
 
     for event in reconstruct(image, loaded, params, **options):
@@ -95,12 +95,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from napari_cvdm.engine.modelfile import load_model
-    from napari_cvdm.engine.registry import resolve_model
+    from napari_cvdm.engine import registry
     from napari_cvdm.workflows.predict import ReconstructionParams
 
     torch.set_num_threads(args.threads)
-    loaded = load_model(resolve_model(args.model), "cpu")
+    loaded = registry.load(args.model)
     cases = list(sr_test_cases(args.n, args.seed, (args.photons,), args.size))
     rows: list[dict[str, Any]] = []
     commands = []

@@ -40,12 +40,11 @@ def run_once(model_name: str, size: int, samples: int, steps: int, group_size: i
     """One reconstruction; returns first-result and total seconds and λ calls."""
     import numpy as np
 
-    from napari_cvdm.engine.modelfile import load_model
-    from napari_cvdm.engine.registry import resolve_model
+    from napari_cvdm.engine import registry
     from napari_cvdm.workflows.events import PartialResult
     from napari_cvdm.workflows.predict import ReconstructionParams, reconstruct
 
-    loaded = load_model(resolve_model(model_name), "cpu")
+    loaded = registry.load(model_name)
     calls = []
     hook = loaded.model.lambda_net.register_forward_hook(lambda *a: calls.append(1))
     rng = np.random.default_rng(0)

@@ -1,4 +1,5 @@
-"""The CVDM model: learned schedule + denoiser + training loss (docs: shared/spec/cvdm.md §1–4, §6).
+"""The CVDM model: learned schedule + denoiser + training loss (della
+Maggiora et al., ICLR 2024, arXiv 2312.02246).
 
 Symbols follow the paper: ``x`` is the condition (the measurement, already on the target grid),
 ``y0`` the target in model units (for ``residual=True`` models the caller has already subtracted

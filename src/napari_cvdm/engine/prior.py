@@ -1,4 +1,5 @@
-"""Unconditional EDM denoiser D(x, σ): the prior of zero-shot restoration (spec vml-map.md §5).
+"""Unconditional EDM denoiser D(x, σ): the prior of zero-shot restoration (EDM,
+Karras et al., arXiv 2206.00364).
 
 Variance-exploding conventions (Karras et al., arXiv 2206.00364): a noisy sample is
 ``x_σ = x₀ + σ·n``; the denoiser estimates ``E[x₀ | x_σ]``. Preconditioning::

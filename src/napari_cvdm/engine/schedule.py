@@ -1,4 +1,5 @@
-"""The learned CVDM variance schedule ``γ(t, x) = exp(−λ(x) ρ(t))`` (docs: shared/spec/cvdm.md §2).
+"""The learned CVDM variance schedule ``γ(t, x) = exp(−λ(x) ρ(t))`` (CVDM, della
+Maggiora et al., arXiv 2312.02246).
 
 * ``ρ(t)`` (:class:`MonotoneRho`) is a scalar function of diffusion time ``t ∈ [0, 1]``, monotone
   increasing with ``ρ(0) = 0`` for *every* parameter value. It is evaluated on a ``(K,)`` batch of

@@ -1,4 +1,5 @@
-"""Overlapping tiles with smooth blending, for ε̂ inside each reverse step (cvdm.md §7).
+"""Overlapping tiles with smooth blending, for ε̂ inside each reverse step (docs/architecture.md
+"Engine API").
 
 The image plane (H, W) is covered by equally sized tiles whose starts are spread evenly so that
 neighbours overlap by at least ``overlap`` pixels. Each tile's prediction is weighted by a separable

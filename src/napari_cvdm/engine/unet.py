@@ -1,4 +1,5 @@
-"""A small residual UNet, fully convolutional and tileable (docs: shared/spec/cvdm.md §4).
+"""A small residual UNet, fully convolutional and tileable (the CVDM
+denoiser and λ network, docs/architecture.md "Engine API").
 
 Blocks are pre-activation residual blocks ``(skip(h) + conv(SiLU(norm(conv(SiLU(norm(h)))))))/√2``
 with GroupNorm or no normalisation (default: none, so the output at a pixel depends only on a

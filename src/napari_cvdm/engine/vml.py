@@ -1,4 +1,5 @@
-"""VML-MAP, DPS and Richardson–Lucy over a denoiser and a linear forward model (spec vml-map.md).
+"""VML-MAP, DPS and Richardson–Lucy over a denoiser and a linear forward model
+(docs/architecture.md "Engine API", docs/benchmarks.md).
 
 k-diffusion style: short functions over a denoiser callable ``denoiser(x, sigma) -> D`` (an
 :class:`~napari_cvdm.engine.prior.EDMPrior` or any function, e.g. the exact denoiser of a

@@ -2,7 +2,7 @@
 
 :func:`build_problem` checks the inputs (every refusal is an ``InputError`` naming the problem)
 and turns an image in ADU plus optics into a :class:`Problem` in the prior's units
-(spec vml-map.md §6–7):
+(docs/architecture.md, "Workflows API"):
 
 * grid: x lives on the prior's grid (``prior_pixel_um``); the measurement's pixel size p gives
   binning f = 1 (p ≈ prior pixel) or 2 (p ≈ 2× prior pixel); other ratios first resample the
