@@ -25,7 +25,6 @@ extra) and torch are imported only inside functions.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
@@ -329,18 +328,16 @@ def _save_package(descr: Any, output: Path) -> Any:
     place; returns the validation status (nothing is left behind on failure)."""
     from bioimageio.spec import save_bioimageio_package
 
-    from ..fsutil import temp_path
+    from ..fsutil import atomic_write
 
-    tmp = temp_path(output, ".zip")
-    try:
+    status: list[Any] = []
+
+    def write(tmp: Path) -> None:
         save_bioimageio_package(descr, output_path=tmp)
-        status = validate_zip(tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return status
+        status.append(validate_zip(tmp))
+
+    atomic_write(output, write, ".zip")
+    return status[0]
 
 
 def export_package(
